@@ -1,0 +1,17 @@
+"""Inference: the particle-Gibbs kernel, the stochastic-EM learner and its pieces."""
+
+from .em import EMConfig, StochasticEM, SweepStats
+from .kernel import ParticleGibbs, to_inference_data
+from .mstep import PriorMStep, dirichlet_log_phi, smoothed_log_phi, topic_word_counts
+
+__all__ = [
+    "EMConfig",
+    "ParticleGibbs",
+    "PriorMStep",
+    "StochasticEM",
+    "SweepStats",
+    "dirichlet_log_phi",
+    "smoothed_log_phi",
+    "to_inference_data",
+    "topic_word_counts",
+]

@@ -1,0 +1,296 @@
+"""The Topical State Space LSTM as a Pyro model (SPEC section 1).
+
+Three pieces:
+
+* :class:`LSTMPrior`, a :class:`~pyro.nn.PyroModule` holding ``theta`` (topic embedding, LSTM
+  cell, output layer). It gives ``p(z_t | z_<t)`` two ways that must agree: teacher-forced
+  over whole sequences (:meth:`LSTMPrior.sequence_log_prob`, used by the M-step) and one step
+  at a time from a carried state (:meth:`LSTMPrior.step`, used by the particle sweep).
+* :class:`TopicSequence`, the LSTM prior as a sequence-level distribution over ``z`` (log_prob
+  by teacher forcing, sample by ancestral sampling), masked by document lengths.
+* :class:`TopicalSSL.model`, the generative story with ``phi``, ``z`` and ``x`` sample sites.
+
+Shapes: ``B`` documents, ``T`` padded length, ``K`` topics, ``V`` words, ``H`` hidden units,
+``P`` particles.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.distributions import constraints
+from pyro.distributions.torch_distribution import TorchDistribution
+from pyro.nn import PyroModule
+from torch import nn
+
+__all__ = [
+    "LSTMPrior",
+    "LSTMState",
+    "TopicSequence",
+    "TopicEmission",
+    "TopicalSSL",
+    "length_mask",
+    "emission_log_probs",
+    "log_joint",
+]
+
+
+class LSTMState(NamedTuple):
+    """Carried recurrent state: ``h`` and ``c`` of shape ``batch_shape + (H,)``."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+
+
+def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """Boolean mask ``(B, T)``, true at real (non-padding) steps."""
+    return torch.arange(T, device=lengths.device) < lengths.unsqueeze(-1)
+
+
+class LSTMPrior(PyroModule):
+    """LSTM prior over topic sequences: ``p(z_t = k | z_<t) = softmax(W s_t + b)_k``.
+
+    ``s_t = LSTM(s_{t-1}, embed(z_{t-1}))`` with ``z_0`` a start symbol (index ``K``) and
+    ``s_0 = 0``. Dropout (training only) acts on the embedding and on ``s_t`` before the
+    output layer, so in eval mode the one-step and sequence paths are the same function.
+
+    Args:
+        K: number of topics.
+        hidden_size: ``H``.
+        embed_dim: topic embedding size (defaults to ``H``).
+        dropout: dropout probability used by the M-step.
+    """
+
+    def __init__(self, K: int, hidden_size: int = 64, embed_dim: int | None = None, dropout: float = 0.2):
+        super().__init__()
+        if K < 1:
+            raise ValueError(f"K must be >= 1, got {K}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.K = int(K)
+        self.hidden_size = int(hidden_size)
+        self.embed_dim = int(embed_dim or hidden_size)
+        self.embed = nn.Embedding(self.K + 1, self.embed_dim)
+        self.lstm = nn.LSTM(self.embed_dim, self.hidden_size, batch_first=True)
+        self.out = nn.Linear(self.hidden_size, self.K)
+        self.drop = nn.Dropout(dropout)
+
+    @property
+    def start_symbol(self) -> int:
+        return self.K
+
+    @property
+    def device(self) -> torch.device:
+        return self.out.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.out.weight.dtype
+
+    # ----------------------------------------------------------------- sequence path
+    def sequence_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits.
+
+        Args:
+            z: ``(B, T)`` long topic sequences (padding values are ignored by callers).
+        Returns:
+            ``(B, T, K)`` unnormalised log ``p(z_t | z_<t)``.
+        """
+        start = torch.full_like(z[:, :1], self.start_symbol)
+        inputs = torch.cat([start, z[:, :-1]], dim=1).clamp(0, self.K)
+        s, _ = self.lstm(self.drop(self.embed(inputs)))
+        return self.out(self.drop(s))
+
+    def sequence_log_prob(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``log p(z | theta)`` per sequence, ``(B,)``; ``mask`` ``(B, T)`` drops padding."""
+        logp = torch.log_softmax(self.sequence_logits(z), dim=-1)
+        logp = logp.gather(-1, z.clamp(0, self.K - 1).unsqueeze(-1)).squeeze(-1)
+        if mask is not None:
+            logp = logp.masked_fill(~mask, 0.0)
+        return logp.sum(-1)
+
+    # ----------------------------------------------------------------- one-step path
+    def initial_state(self, batch_shape: tuple[int, ...]) -> tuple[LSTMState, torch.Tensor]:
+        """Zero state and start-symbol input for a batch of sequences (or particles)."""
+        zeros = torch.zeros(*batch_shape, self.hidden_size, device=self.device, dtype=self.dtype)
+        z0 = torch.full(batch_shape, self.start_symbol, device=self.device, dtype=torch.long)
+        return LSTMState(zeros, zeros.clone()), z0
+
+    def input_table(self) -> torch.Tensor:
+        """Input-gate contributions of every topic symbol, ``(K + 1, 4H)``.
+
+        The embedding enters the LSTM only through ``W_ih embed(z) + b``, and ``z`` takes
+        ``K + 1`` values, so precomputing this table turns the per-step input projection into
+        a row lookup (the particle sweep is dominated by the recurrent matmul alone).
+        """
+        lstm = self.lstm
+        return F.linear(self.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)
+
+    def step(
+        self,
+        z_prev: torch.Tensor,
+        state: LSTMState,
+        table: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, LSTMState]:
+        """Advance the LSTM one step (eval-mode semantics, no dropout).
+
+        Args:
+            z_prev: ``batch_shape`` long, the previous topic (or the start symbol).
+            state: carried ``s_{t-1}``, each ``batch_shape + (H,)``.
+            table: optional :meth:`input_table`, passed in by callers that step many times.
+        Returns:
+            ``(log_pi, state)``: ``log p(z_t | z_<t)`` of shape ``batch_shape + (K,)`` and ``s_t``.
+        """
+        if table is None:
+            table = self.input_table()
+        gates = table[z_prev] + state.h @ self.lstm.weight_hh_l0.T
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        log_pi = torch.log_softmax(self.out(h), dim=-1)
+        return log_pi, LSTMState(h, c)
+
+    @torch.no_grad()
+    def sample(self, batch_size: int, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral sample of ``(batch_size, T)`` topic sequences (eval-mode prior)."""
+        from .smc.categorical import sample_categorical
+
+        table = self.input_table()
+        state, z_prev = self.initial_state((batch_size,))
+        out = torch.empty(batch_size, T, dtype=torch.long, device=self.device)
+        for t in range(T):
+            log_pi, state = self.step(z_prev, state, table)
+            z_prev = sample_categorical(log_pi, generator)
+            out[:, t] = z_prev
+        return out
+
+
+class TopicSequence(TorchDistribution):
+    """The LSTM prior as a distribution over whole topic sequences.
+
+    ``batch_shape = (B,)``, ``event_shape = (T,)``; values are long ``(B, T)`` with entries in
+    ``{0..K-1}``. Steps at or beyond ``lengths[b]`` are padding: ignored by ``log_prob`` and
+    filled with 0 by ``sample``.
+    """
+
+    arg_constraints = {}
+    has_enumerate_support = False
+
+    def __init__(self, prior: LSTMPrior, lengths: torch.Tensor, T: int, validate_args=None):
+        self.prior = prior
+        self.lengths = lengths
+        self.T = int(T)
+        self.mask = length_mask(lengths, self.T)
+        super().__init__(torch.Size(lengths.shape), torch.Size([self.T]), validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self):
+        return constraints.independent(constraints.integer_interval(0, self.prior.K - 1), 1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.prior.sequence_log_prob(value.long(), self.mask)
+
+    def sample(self, sample_shape=torch.Size()):
+        if sample_shape:
+            raise NotImplementedError("TopicSequence.sample supports sample_shape=() only")
+        z = self.prior.sample(self.lengths.shape[0], self.T)
+        return z.masked_fill(~self.mask, 0)
+
+    def expand(self, batch_shape, _instance=None):
+        if torch.Size(batch_shape) != self.batch_shape:
+            raise NotImplementedError("TopicSequence cannot be expanded; build it with the document batch")
+        return self
+
+
+class TopicEmission(TorchDistribution):
+    """``x_t | z_t ~ Categorical(phi_{z_t})`` without materialising ``phi[z]`` (B x T x V).
+
+    ``batch_shape = z.shape``, ``event_shape = ()``.
+    """
+
+    arg_constraints = {}
+
+    def __init__(self, log_phi: torch.Tensor, z: torch.Tensor, validate_args=None):
+        self.log_phi = log_phi
+        self.z = z
+        super().__init__(z.shape, torch.Size(), validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self):
+        return constraints.integer_interval(0, self.log_phi.shape[-1] - 1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.log_phi[self.z, value.long()]
+
+    def sample(self, sample_shape=torch.Size()):
+        logits = self.log_phi[self.z]
+        return dist.Categorical(logits=logits).sample(sample_shape)
+
+
+def emission_log_probs(log_phi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``log phi_k[x_t]`` for every topic: ``(K, V)``, ``(B, T)`` -> ``(B, T, K)``."""
+    return log_phi.T[x]
+
+
+def log_joint(
+    prior: LSTMPrior,
+    log_phi: torch.Tensor,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    lengths: torch.Tensor,
+) -> torch.Tensor:
+    """Fast ``log p(x, z | theta, phi)`` per document, ``(B,)`` (no ``phi`` prior term)."""
+    mask = length_mask(lengths, x.shape[1])
+    emit = log_phi[z.clamp(0, log_phi.shape[0] - 1), x].masked_fill(~mask, 0.0).sum(-1)
+    return prior.sequence_log_prob(z, mask) + emit
+
+
+class TopicalSSL(PyroModule):
+    """The Topical SSL generative model (SPEC section 1).
+
+    ``model(x, lengths)`` declares::
+
+        phi[k] ~ Dirichlet(beta * 1_V)            plate "topics" (K)
+        z[b]   ~ TopicSequence(LSTM prior)         plate "docs" (B), event (T,)
+        x[b]   ~ Categorical(phi[z[b, t]])         masked at padding, event (T,)
+
+    Args:
+        K, V: topics and vocabulary size.
+        hidden_size, embed_dim, dropout: LSTM prior sizes (see :class:`LSTMPrior`).
+        beta: symmetric Dirichlet concentration of ``phi``.
+    """
+
+    def __init__(
+        self,
+        K: int,
+        V: int,
+        hidden_size: int = 64,
+        embed_dim: int | None = None,
+        dropout: float = 0.2,
+        beta: float = 0.1,
+    ):
+        super().__init__()
+        if V < 1:
+            raise ValueError(f"V must be >= 1, got {V}")
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
+        self.K, self.V, self.beta = int(K), int(V), float(beta)
+        self.prior = LSTMPrior(K, hidden_size, embed_dim, dropout)
+
+    def model(self, x: torch.Tensor | None, lengths: torch.Tensor, T: int | None = None):
+        """Pyro model. ``x``: ``(B, T)`` long word ids or ``None`` to generate; ``lengths``: ``(B,)``."""
+        T = x.shape[1] if x is not None else int(T)
+        device, dtype = self.prior.device, self.prior.dtype
+        concentration = torch.full((self.V,), self.beta, device=device, dtype=dtype)
+        with pyro.plate("topics", self.K):
+            phi = pyro.sample("phi", dist.Dirichlet(concentration))
+        log_phi = phi.clamp_min(torch.finfo(dtype).tiny).log()
+        mask = length_mask(lengths, T)
+        with pyro.plate("docs", lengths.shape[0]):
+            z = pyro.sample("z", TopicSequence(self.prior, lengths, T))
+            x = pyro.sample("x", TopicEmission(log_phi, z).mask(mask).to_event(1), obs=x)
+        return z, x
