@@ -72,7 +72,8 @@ class SSL:
         hidden_size, embed_dim, dropout: LSTM prior sizes.
         beta: Dirichlet smoothing of ``phi``.
         batch_size, lr, mstep_iters, clip_norm: stochastic-EM settings (see :class:`EMConfig`).
-        init, init_steps, phi_update, resampling, sweeps_per_epoch: see :class:`EMConfig`.
+        init, init_steps, phi_update, emission, resampling, sweeps_per_epoch: see
+            :class:`EMConfig`.
         seed: makes fits reproducible (same seed, same result on the same device).
         device: ``None`` for CPU, or any torch device (``"cuda"`` when you have one).
         dtype: floating type of the model (float32 default; tests use float64).
@@ -95,6 +96,7 @@ class SSL:
         init: str = "uniform",
         init_steps: int = 0,
         phi_update: str = "smoothed",
+        emission: str = "global",
         resampling: str = "multinomial",
         sweeps_per_epoch: int = 1,
         seed: int = 0,
@@ -113,6 +115,7 @@ class SSL:
             clip_norm=clip_norm,
             beta=beta,
             phi_update=phi_update,
+            emission=emission,
             init=init,
             init_steps=init_steps,
             sweeps_per_epoch=sweeps_per_epoch,
@@ -163,6 +166,8 @@ class SSL:
         eval_particles: int = 100,
         callback=None,
         progress: bool = True,
+        checkpoint_dir=None,
+        resume: bool = False,
     ) -> "SSL":
         """Run stochastic EM for ``epochs`` epochs (continuing if already fitted).
 
@@ -176,21 +181,44 @@ class SSL:
             callback: called as ``callback(ssl, entry)`` after every epoch; return ``True``
                 to stop early.
             progress: show a progress bar.
+            checkpoint_dir: if given, ``checkpoint_dir/checkpoint.pt`` is written atomically
+                after every epoch with everything needed to continue exactly (weights,
+                ``log_phi``, paths, counts, generator and RNG states, Adam state, history).
+            resume: continue from the checkpoint in ``checkpoint_dir`` (start fresh if there is
+                none yet). Needs the same data and hyperparameters (checked). ``epochs`` means
+                what it meant in the interrupted call: the resumed run ends where the
+                uninterrupted one would have, with identical results.
         Returns:
             ``self``; ``history`` holds one dict per epoch.
         """
+        from . import io as _io
+
         tokens, lengths, V, vocab = as_tokens(data, vocab_size or self.V)
+        ckpt = None
+        if resume:
+            if checkpoint_dir is None:
+                raise ValueError("resume=True needs checkpoint_dir")
+            ckpt = _io.load_checkpoint(checkpoint_dir)
+            if ckpt is None:
+                import warnings
+
+                warnings.warn(f"no checkpoint in {checkpoint_dir}; starting a fresh fit", stacklevel=2)
         if self.model is None:
             self._build(V)
             self.vocab = vocab
         elif V > self.V:
             raise ValueError(f"data has vocabulary size {V} but the model was built with V={self.V}")
-        if self._em is None:
+        if self._em is None or ckpt is not None:
             self._em = StochasticEM(self.model, tokens, lengths, self.config, seed=self.seed)
         em = self._em
+        fingerprint = _io.data_fingerprint(tokens, lengths, self.V) if checkpoint_dir is not None else None
+        start_epoch = em.epoch
+        if ckpt is not None:
+            start_epoch = _io.restore_checkpoint(self, ckpt, fingerprint)
         from tqdm.auto import tqdm
 
-        bar = tqdm(range(int(epochs)), desc="pyro-ssl fit", disable=not progress, unit="epoch")
+        remaining = max(start_epoch + int(epochs) - em.epoch, 0)
+        bar = tqdm(range(remaining), desc="pyro-ssl fit", disable=not progress, unit="epoch")
         for _ in bar:
             entry = em.run_epoch()
             self.log_phi = em.log_phi
@@ -200,6 +228,8 @@ class SSL:
                 entry["completion_ppl"] = est.mean
                 entry["eval_seconds"] = time.perf_counter() - t0
             self.history.append(entry)
+            if checkpoint_dir is not None:
+                _io.save_checkpoint(self, checkpoint_dir, fingerprint=fingerprint, start_epoch=start_epoch)
             postfix = {"logp/tok": f"{entry['log_joint_per_token']:.3f}", "s": f"{entry['seconds']:.2f}"}
             if "completion_ppl" in entry:
                 postfix["ppl"] = f"{entry['completion_ppl']:.1f}"
@@ -316,6 +346,7 @@ class SSL:
             "init": cfg.init,
             "init_steps": cfg.init_steps,
             "phi_update": cfg.phi_update,
+            "emission": cfg.emission,
             "resampling": cfg.resampling,
             "sweeps_per_epoch": cfg.sweeps_per_epoch,
             "seed": self.seed,
@@ -326,13 +357,21 @@ class SSL:
         return f"SSL(K={self.K}, V={self.V}, P={self.config.num_particles}, {state})"
 
 
-def fit(data, K: int = 50, epochs: int = 20, **kwargs) -> SSL:
+def fit(data, K: int = 50, epochs: int = 20, method: str = "pg", **kwargs) -> SSL:
     """Fit a Topical SSL: ``pyro_ssl.fit(corpus, K=50)``.
 
     Keyword arguments go to :class:`SSL` (model and sampler settings) or to :meth:`SSL.fit`
     (``vocab_size``, ``eval_data``, ``eval_every``, ``eval_particles``, ``callback``,
-    ``progress``).
+    ``progress``). ``method="svi"`` learns the same model by SVI with an amortised guide
+    instead of particle Gibbs (:func:`pyro_ssl.infer.svi.fit_svi`, ``docs/svi.md``).
     """
-    fit_keys = {"vocab_size", "eval_data", "eval_every", "eval_particles", "callback", "progress"}
+    if method == "svi":
+        from .infer.svi import fit_svi
+
+        return fit_svi(data, K=K, epochs=epochs, **kwargs)
+    if method != "pg":
+        raise ValueError(f"method must be 'pg' (particle Gibbs) or 'svi', got {method!r}")
+    fit_keys = {"vocab_size", "eval_data", "eval_every", "eval_particles", "callback", "progress",
+                "checkpoint_dir", "resume"}
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
     return SSL(K=K, **kwargs).fit(data, epochs=epochs, **fit_kwargs)

@@ -171,3 +171,21 @@ def test_fit_rejects_bad_input():
         pyro_ssl.SSL(K=3, num_particles=1)
     with pytest.raises(RuntimeError, match="not fitted"):
         pyro_ssl.SSL(K=3).top_words()
+
+
+def test_leave_out_emission_equals_phi_from_other_documents():
+    """Brute force: recount without document d, smooth, read off log phi^{-d}_k[x_t]."""
+    from pyro_ssl.infer.mstep import leave_out_log_emission
+
+    g = torch.Generator().manual_seed(0)
+    K, V, B, T = 3, 5, 4, 6
+    x = torch.randint(V, (B, T), generator=g)
+    z = torch.randint(K, (B, T), generator=g)
+    lengths = torch.tensor([6, 3, 5, 6])
+    counts = topic_word_counts(z, x, lengths, K, V) + 2.0  # plus other documents' counts
+    fast = leave_out_log_emission(counts, z, x, lengths, beta=0.3)
+    for d in range(B):
+        own = topic_word_counts(z[d : d + 1], x[d : d + 1], lengths[d : d + 1], K, V)
+        ref = smoothed_log_phi(counts - own, 0.3)
+        n = int(lengths[d])
+        assert torch.allclose(fast[d, :n], ref[:, x[d, :n]].T, atol=1e-12)

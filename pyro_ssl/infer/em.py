@@ -16,7 +16,7 @@ import torch
 from ..model import TopicalSSL, length_mask, log_joint
 from ..smc.csmc import csmc_sweep
 from .init import initial_paths
-from .mstep import PriorMStep, dirichlet_log_phi, smoothed_log_phi, topic_word_counts
+from .mstep import PriorMStep, dirichlet_log_phi, leave_out_log_emission, smoothed_log_phi, topic_word_counts
 
 __all__ = ["EMConfig", "StochasticEM", "SweepStats"]
 
@@ -34,6 +34,9 @@ class EMConfig:
         lr, clip_norm: Adam learning rate and per-parameter gradient-norm clip.
         beta: Dirichlet smoothing of ``phi``.
         phi_update: ``"smoothed"`` (posterior mean of the counts) or ``"gibbs"`` (a draw).
+        emission: ``"global"`` sweeps every document under ``phi`` from all documents (the
+            seed's); ``"leave_out"`` under ``phi`` from the other documents
+            (:func:`~pyro_ssl.infer.mstep.leave_out_log_emission`).
         init: initial paths: ``"uniform"`` (the seed's), ``"smc"`` (a particle-filter pass
             under a randomly perturbed ``phi``) or ``"hmm"`` (paths sampled from an HMM fitted
             by EM, the prior then pre-trained on them).
@@ -50,6 +53,7 @@ class EMConfig:
     clip_norm: float = 5.0
     beta: float = 0.1
     phi_update: str = "smoothed"
+    emission: str = "global"
     init: str = "uniform"
     init_steps: int = 0
     sweeps_per_epoch: int = 1
@@ -61,6 +65,8 @@ class EMConfig:
             raise ValueError("batch_size and sweeps_per_epoch must be >= 1, mstep_iters >= 0")
         if self.phi_update not in ("smoothed", "gibbs"):
             raise ValueError(f"phi_update must be 'smoothed' or 'gibbs', got {self.phi_update!r}")
+        if self.emission not in ("global", "leave_out"):
+            raise ValueError(f"emission must be 'global' or 'leave_out', got {self.emission!r}")
         if self.init not in ("uniform", "smc", "hmm"):
             raise ValueError(f"init must be 'uniform', 'smc' or 'hmm', got {self.init!r}")
 
@@ -182,6 +188,9 @@ class StochasticEM:
             for _ in range(cfg.sweeps_per_epoch):
                 te = time.perf_counter()
                 old = self.paths[idx, :T]
+                log_emission = None
+                if cfg.emission == "leave_out":
+                    log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
                 res = csmc_sweep(
                     model.prior,
                     self.log_phi,
@@ -193,6 +202,7 @@ class StochasticEM:
                     ancestor_lag=cfg.ancestor_lag,
                     generator=self.generator,
                     diagnostics=True,
+                    log_emission=log_emission,
                 )
                 new = res.path
                 stats.add(old, new, res.ess, res.num_ancestors, mask)

@@ -10,7 +10,7 @@ from pyro.infer import SVI, Trace_ELBO
 
 from ..model import LSTMPrior, TopicSequence, length_mask
 
-__all__ = ["topic_word_counts", "smoothed_log_phi", "dirichlet_log_phi", "PriorMStep"]
+__all__ = ["topic_word_counts", "smoothed_log_phi", "dirichlet_log_phi", "leave_out_log_emission", "PriorMStep"]
 
 
 def topic_word_counts(
@@ -41,6 +41,35 @@ def smoothed_log_phi(counts: torch.Tensor, beta: float) -> torch.Tensor:
     """``log phi_k[w] = log((n_kw + beta) / (n_k + V beta))``, ``(K, V)``."""
     smoothed = counts + beta
     return smoothed.log() - smoothed.sum(-1, keepdim=True).log()
+
+
+def leave_out_log_emission(
+    counts: torch.Tensor, z: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """Emission log-probabilities of each document's words under topics fitted to the *other* documents.
+
+    ``log phi^{-d}_k[x_t] = log((n_kw - n^d_kw + beta) / (n_k - n^d_k + V beta))`` at ``w = x_t``,
+    where ``n^d`` are document ``d``'s own counts under its current path ``z``. With its own
+    counts included, a rare word is pulled back to whatever topic it was last given (its own
+    assignment is most of ``n_kw``), which freezes the early, uninformed assignments; leaving
+    the document out is the blocked-collapsed update of LDA's Gibbs samplers, to first order.
+
+    Args:
+        counts: ``(K, V)`` counts over all training documents (including these).
+        z, x: ``(B, T)`` current paths and words; lengths ``(B,)``.
+    Returns:
+        ``(B, T, K)``.
+    """
+    K, V = counts.shape
+    mask = length_mask(lengths, x.shape[1])
+    onehot = torch.nn.functional.one_hot(z.clamp(0, K - 1), K).to(counts.dtype) * mask.unsqueeze(-1)
+    same_word = (x.unsqueeze(2) == x.unsqueeze(1)).to(counts.dtype)  # (B, T, T)
+    own_kw = same_word @ onehot  # (B, T, K): this document's count of (k, x_t)
+    own_k = onehot.sum(1, keepdim=True)  # (B, 1, K)
+    n_kw = counts.T[x]  # (B, T, K)
+    num = (n_kw - own_kw).clamp_min(0.0) + beta
+    den = (counts.sum(-1) - own_k).clamp_min(0.0) + V * beta
+    return num.log() - den.log()
 
 
 def dirichlet_log_phi(counts: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -5,17 +5,23 @@ advanced exactly one LSTM step per time step; resampling reorders the carried st
 
 Per time step ``t`` (0-based here, 1-based in the SPEC):
 
-1. every particle advances its LSTM with ``embed(z_{t-1})`` to get ``pi_t`` (the step is a
-   deterministic function of the particle's history, so it is computed before resampling and
-   the results are reordered with the particles: same numbers, and ancestor sampling can reuse
-   them);
-2. ancestors ``a ~ W_{t-1}`` (``t > 0``); particle 0 keeps ancestor 0, or with ancestor
+1. ancestors ``a ~ W_{t-1}`` (``t > 0``); particle 0 keeps ancestor 0, or with ancestor
    sampling draws it from ``W_{t-1}^p * p(z*_{t:t+L-1} | z^p_{<t})``;
+2. every particle advances its LSTM with ``embed(z_{t-1})`` to get ``pi_t``. The step is a
+   deterministic function of the particle's history, so where it is computed does not change
+   a number: with ancestor sampling it runs before resampling (the candidates' ``pi_t`` is
+   needed) and the results are reordered; otherwise it runs after, once per surviving
+   ancestor, and is copied to the ancestor's offspring;
 3. fully adapted proposal ``gamma(k) ∝ pi_t(k) phi_k[x_t]``; particle 0 takes ``z*_t``;
 4. weights ``alpha_t^p = sum_k pi_t^p(k) phi_k[x_t]`` for every particle.
 
 Steps at or beyond a document's length neither resample nor change its weights. Without a
 reference the same code is the fully adapted particle filter returning ``log Zhat``.
+
+Performance notes (``docs/performance.md``): particles are stored flattened as rows
+``b * P + p`` so reordering is one ``index_select``; the LSTM step uses a precomputed input
+table and one sigmoid over all gates (:meth:`~pyro_ssl.model.LSTMPrior.step_weights`); the
+proposal's CDF and the weight ``alpha`` come from one ``exp``; ancestry is stored as int32.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model import LSTMPrior, LSTMState, emission_log_probs, length_mask
+from ..model import LSTMPrior, LSTMState, StepWeights, length_mask
 from .categorical import sample_categorical
 from .resampling import Resampler, get_resampler
 
@@ -61,44 +67,80 @@ class SweepResult:
     particles: torch.Tensor | None = None
 
 
-def _take(x: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Reorder particles: ``x`` ``(B, P, ...)``, ``idx`` ``(B, P)`` -> ``x[b, idx[b, p], ...]``."""
-    return x[rows, idx]
-
-
 def _lookahead_log_prob(
     prior: LSTMPrior,
-    table: torch.Tensor,
+    weights: StepWeights,
     state: LSTMState,
     log_pi_t: torch.Tensor,
     reference: torch.Tensor,
     mask: torch.Tensor,
     t: int,
-    lag: int,
+    stop: int,
 ) -> torch.Tensor:
-    """``sum_{s=t}^{t+lag-1} log p(z*_s | z^p_{<t}, z*_{t:s-1})`` for every candidate ``p``.
+    """``sum_{s=t}^{stop-1} log p(z*_s | z^p_{<t}, z*_{t:s-1})`` for every candidate ``p``.
 
     Args:
-        state: candidates' LSTM states ``s_t^p`` (already advanced with ``z^p_{t-1}``), ``(B, P, H)``.
+        weights: :meth:`~pyro_ssl.model.LSTMPrior.step_weights`.
+        state: candidates' LSTM states ``s_t^p`` (already advanced with ``z^p_{t-1}``),
+            each ``(B * P, H)``.
         log_pi_t: ``(B, P, K)`` candidates' ``log p(z_t | z^p_<t)``.
         reference: ``(B, T)``; mask ``(B, T)``.
+        stop: one past the last look-ahead step (``min(t + lag, longest length)``).
     Returns:
         ``(B, P)``. Emission terms are omitted: they do not depend on the candidate.
     """
-    B, P, _ = log_pi_t.shape
-    T = reference.shape[1]
-    ref_t = reference[:, t].view(B, 1, 1).expand(B, P, 1)
-    total = log_pi_t.gather(-1, ref_t).squeeze(-1)
-    z_in = reference[:, t].view(B, 1).expand(B, P)
-    for s in range(t + 1, min(t + lag, T)):
-        active = mask[:, s]
-        if not bool(active.any()):
-            break
-        log_pi, state = prior.step(z_in, state, table)
-        ref_s = reference[:, s].view(B, 1, 1).expand(B, P, 1)
-        total = total + log_pi.gather(-1, ref_s).squeeze(-1) * active.unsqueeze(-1)
-        z_in = reference[:, s].view(B, 1).expand(B, P)
+    B, P, K = log_pi_t.shape
+    total = log_pi_t.gather(-1, reference[:, t].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)
+    for s in range(t + 1, stop):
+        # Every candidate is fed the reference's own topics z*_{t..s-1}.
+        z_in = reference[:, s - 1].view(B, 1).expand(B, P)
+        log_pi, state = prior.step(z_in, state, weights)
+        term = log_pi.view(B, P, K).gather(-1, reference[:, s].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)
+        total += torch.where(mask[:, s].unsqueeze(-1), term, 0.0)
     return total
+
+
+DEDUP_MAX_SURVIVORS = 0.85
+"""Step only the resampled survivors when at most this share of particles survives."""
+
+
+def _step_resampled(
+    prior: LSTMPrior,
+    weights: StepWeights,
+    z_prev: torch.Tensor,
+    state: LSTMState,
+    flat: torch.Tensor,
+    dedup: bool,
+) -> tuple[torch.Tensor, LSTMState]:
+    """Advance the particles chosen by the ancestors ``flat`` one LSTM step.
+
+    Args:
+        z_prev: ``(N,)`` previous topics and ``state`` ``(N, H)`` of the particles before
+            resampling (``N = B * P``, row ``b * P + p``).
+        flat: ``(N,)`` row of each new particle's ancestor.
+        dedup: allow stepping each surviving ancestor once.
+    Returns:
+        ``(log_pi (N, K), state (N, H))`` of the resampled particles.
+
+    Multinomial resampling keeps only about ``1 - (1 - 1/P)^P`` (65% at ``P = 10``) of the
+    particles, and the copies of one ancestor would run the very same step; so when few enough
+    survive, step the survivors once and copy their results to the offspring. Same numbers,
+    fewer rows through the GEMM and the gate nonlinearities.
+    """
+    if dedup:
+        N = flat.shape[0]
+        alive = torch.zeros(N, dtype=torch.bool, device=flat.device).index_fill_(0, flat, True)
+        src = alive.nonzero().squeeze(-1)  # (M,) survivors; M is read on the host
+        if src.shape[0] <= DEDUP_MAX_SURVIVORS * N:
+            log_pi, state = prior.step(
+                z_prev.index_select(0, src),
+                LSTMState(state.h.index_select(0, src), state.c.index_select(0, src)),
+                weights,
+            )
+            pos = (alive.cumsum(0) - 1).index_select(0, flat)  # survivor index of each ancestor
+            return log_pi.index_select(0, pos), LSTMState(state.h.index_select(0, pos), state.c.index_select(0, pos))
+    state = LSTMState(state.h.index_select(0, flat), state.c.index_select(0, flat))
+    return prior.step(z_prev.index_select(0, flat), state, weights)
 
 
 @torch.no_grad()
@@ -114,6 +156,7 @@ def csmc_sweep(
     ancestor_lag: int | str = 0,
     generator: torch.Generator | None = None,
     diagnostics: bool = False,
+    log_emission: torch.Tensor | None = None,
 ) -> SweepResult:
     """One (conditional) SMC sweep over a batch of documents.
 
@@ -133,6 +176,8 @@ def csmc_sweep(
             :data:`FULL_LAG` looks ahead to the end. Needs a reference.
         generator: torch generator on the model's device for reproducible draws.
         diagnostics: also trace every particle back (``particles``, ``num_ancestors``).
+        log_emission: optional ``(B, T, K)`` per-document ``log p(x_t | z_t = k)`` used instead
+            of ``log_phi[:, x]`` (e.g. leave-document-out topics during learning).
 
     Returns:
         :class:`SweepResult`.
@@ -167,53 +212,96 @@ def csmc_sweep(
     lengths = lengths.to(device)
     log_phi = log_phi.to(device=device, dtype=dtype)
     mask = length_mask(lengths, T)
-    log_em = emission_log_probs(log_phi, x)  # (B, T, K)
-    table = prior.input_table()
-    rows = torch.arange(B, device=device).unsqueeze(-1)
+    # (T, B, K): log phi_k[x_t], one contiguous slab per step.
+    if log_emission is None:
+        log_em = log_phi.T[x.T]
+    else:
+        log_em = log_emission.to(device=device, dtype=dtype).transpose(0, 1).contiguous()
+    weights = prior.step_weights()
+    H = prior.hidden_size
+    N = B * P
+    # Particles live flattened as rows b * P + p, so reordering them is one index_select.
+    offsets = (torch.arange(B, device=device) * P).unsqueeze(-1)  # (B, 1)
     identity = torch.arange(P, device=device).expand(B, P)
     log_P = math.log(P)
+    # Two host syncs per sweep instead of one per step: before the shortest document ends
+    # every step is active (no masking); after the longest ends the look-ahead stops.
+    min_len, max_len = (int(lengths.min()), int(lengths.max())) if B else (0, 0)
+    # Sharing steps between resampled duplicates needs the survivor count on the host every
+    # step: cheap on a CPU, a pipeline stall on a GPU.
+    dedup = device.type == "cpu"
 
-    state, z_prev = prior.initial_state((B, P))
+    state = LSTMState(
+        torch.zeros(N, H, device=device, dtype=dtype), torch.zeros(N, H, device=device, dtype=dtype)
+    )
+    z_prev = torch.full((N,), prior.start_symbol, device=device, dtype=torch.long)
     log_w = torch.full((B, P), -log_P, device=device, dtype=dtype)
-    ancestors = torch.empty(T, B, P, dtype=torch.long, device=device)
-    topics = torch.empty(T, B, P, dtype=torch.long, device=device)
-    log_incr = torch.zeros(B, T, device=device, dtype=dtype)
-    ess = torch.zeros(B, T, device=device, dtype=dtype)
+    # Compact ancestry: int32 halves the (T, B, P) storage that dominates memory at scale.
+    ancestors = torch.empty(T, B, P, dtype=torch.int32, device=device)
+    topics = torch.empty(T, B, P, dtype=torch.int32, device=device)
+    log_incr = torch.zeros(T, B, device=device, dtype=dtype)
+    ess = torch.zeros(T, B, device=device, dtype=dtype)
     if reference is not None:
         reference = reference.to(device).clamp(0, K - 1)
 
     for t in range(T):
         active = mask[:, t]
-        log_pi, state = prior.step(z_prev, state, table)  # (B, P, K): pi_t^p before resampling
+        # With ancestor sampling every candidate's pi_t is needed before resampling, so step
+        # first and reorder the results; otherwise resample first and step only what survives
+        # (see _step_resampled). Both give the same numbers: the step is a deterministic
+        # function of the particle's history.
+        step_first = t == 0 or (lag > 0 and reference is not None)
+        if step_first:
+            log_pi, state = prior.step(z_prev, state, weights)  # (N, K)
         if t == 0:
             a = identity
         else:
             a = resampler(log_w, P, generator)
             if reference is not None:
                 if lag > 0:
-                    look = _lookahead_log_prob(prior, table, state, log_pi, reference, mask, t, lag)
-                    a0 = sample_categorical(log_w + look, generator)
+                    look = _lookahead_log_prob(
+                        prior, weights, state, log_pi.view(B, P, K), reference, mask, t, min(t + lag, max_len)
+                    )
+                    a[:, 0] = sample_categorical(log_w + look, generator)
                 else:
-                    a0 = torch.zeros(B, dtype=torch.long, device=device)
-                a = torch.cat([a0.unsqueeze(-1), a[:, 1:]], dim=1)
-            a = torch.where(active.unsqueeze(-1), a, identity)
-            log_pi = _take(log_pi, rows, a)
-            state = LSTMState(_take(state.h, rows, a), _take(state.c, rows, a))
-        log_gamma = log_pi + log_em[:, t].unsqueeze(1)  # (B, P, K)
-        log_alpha = torch.logsumexp(log_gamma, dim=-1)  # (B, P)
-        z_t = sample_categorical(log_gamma, generator)
+                    a[:, 0] = 0
+            if t >= min_len:  # padding steps keep every particle where it is
+                a = torch.where(active.unsqueeze(-1), a, identity)
+            flat = (a + offsets).view(-1)
+            if step_first:
+                log_pi = log_pi.index_select(0, flat)
+                state = LSTMState(state.h.index_select(0, flat), state.c.index_select(0, flat))
+            else:
+                log_pi, state = _step_resampled(prior, weights, z_prev, state, flat, dedup)
+        # Fully adapted proposal and weight from one exp: gamma = pi * phi[:, x_t] is shifted by
+        # its row max, its running sum is both the sampling CDF and (last entry) alpha.
+        log_gamma = log_pi.view(B, P, K) + log_em[t].unsqueeze(1)  # (B, P, K)
+        shift = log_gamma.amax(-1, keepdim=True)
+        cdf = log_gamma.sub_(shift).exp_().cumsum_(-1)
+        total = cdf[..., -1:]  # >= 1: the max entry contributes exp(0)
+        log_alpha = (shift + total.log()).squeeze(-1)  # (B, P)
+        u = torch.rand(B, P, 1, generator=generator, device=device, dtype=dtype)
+        z_t = torch.searchsorted(cdf, u * total, right=True).squeeze(-1).clamp_(max=K - 1)
         if reference is not None:
             z_t[:, 0] = reference[:, t]
         # Weights were reset to uniform by resampling, so the predictive is the mean alpha.
         lse = torch.logsumexp(log_alpha, dim=-1)
         new_log_w = log_alpha - lse.unsqueeze(-1)
-        log_w = torch.where(active.unsqueeze(-1), new_log_w, log_w)
-        log_incr[:, t] = torch.where(active, lse - log_P, torch.zeros_like(lse))
-        ess[:, t] = torch.where(active, torch.exp(-torch.logsumexp(2 * new_log_w, -1)), torch.zeros_like(lse))
+        w = new_log_w.exp()
+        ess_t = (w * w).sum(-1).reciprocal_()
+        if t < min_len:
+            log_w = new_log_w
+            log_incr[t] = lse - log_P
+            ess[t] = ess_t
+        else:
+            log_w = torch.where(active.unsqueeze(-1), new_log_w, log_w)
+            log_incr[t] = torch.where(active, lse - log_P, 0.0)
+            ess[t] = torch.where(active, ess_t, 0.0)
         ancestors[t] = a
         topics[t] = z_t
-        z_prev = z_t
+        z_prev = z_t.view(-1)
 
+    log_incr, ess = log_incr.T.contiguous(), ess.T.contiguous()
     r = sample_categorical(log_w, generator)
     path = _trace_back(topics, ancestors, r.unsqueeze(-1)).squeeze(1).masked_fill(~mask, 0)
     result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w)
@@ -227,17 +315,19 @@ def csmc_sweep(
 def _trace_back(topics: torch.Tensor, ancestors: torch.Tensor, idx: torch.Tensor, return_lineage: bool = False):
     """Follow ancestry from final particles ``idx`` ``(B, N)`` back to ``t = 0``.
 
-    Returns ``(B, N, T)`` paths (and the ``(T, B, N)`` particle index at each step).
+    ``topics`` and ``ancestors`` are ``(T, B, P)`` integer tensors (any integer dtype).
+    Returns ``(B, N, T)`` long paths (and the ``(T, B, N)`` particle index at each step).
     """
     T, B, _ = topics.shape
     N = idx.shape[1]
+    idx = idx.long()
     paths = torch.empty(B, N, T, dtype=torch.long, device=topics.device)
     lineage = torch.empty(T, B, N, dtype=torch.long, device=topics.device) if return_lineage else None
     for t in range(T - 1, -1, -1):
         paths[:, :, t] = topics[t].gather(1, idx)
         if lineage is not None:
             lineage[t] = idx
-        idx = ancestors[t].gather(1, idx)
+        idx = ancestors[t].gather(1, idx).long()
     return (paths, lineage) if return_lineage else paths
 
 

@@ -1,0 +1,433 @@
+"""The ``pyro-ssl`` command line: fit, evaluate, topics, assign, generate.
+
+Examples::
+
+    pyro-ssl fit --gensim lee_background -K 20 --epochs 30 --out lee_model
+    pyro-ssl fit aclImdb_v1.tar.gz --vocab-size 5000 -K 50 --out imdb_model --checkpoint-dir ckpt
+    pyro-ssl fit aclImdb_v1.tar.gz --vocab-size 5000 -K 50 --out imdb_model --checkpoint-dir ckpt --resume
+    pyro-ssl evaluate lee_model --gensim lee_test --T1 100 --particles 200
+    pyro-ssl topics lee_model --num-words 10
+    pyro-ssl assign lee_model --text "the government said on tuesday ..."
+    pyro-ssl generate lee_model --num 3 --length 30 --temperature 0.8
+
+Every subcommand's ``--help`` lists its options. Corpora are read with
+:func:`pyro_ssl.data.load_corpus`: the aclImdb tarball or folder, the IMDB CSV, a folder of
+``.txt`` files, or a text file with one document per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _lag(value: str):
+    if value == "full":
+        return value
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ancestor lag must be an integer >= 0 or 'full', got {value!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"ancestor lag must be >= 0, got {v}")
+    return v
+
+
+def _positive_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _seeds(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {value!r}") from None
+
+
+# ---------------------------------------------------------------------------- parser
+_SSL_OPTIONS = [
+    # flag, SSL argument, type, help
+    ("--particles", "num_particles", int, "particles per document in the E-step, >= 2"),
+    ("--ancestor-lag", "ancestor_lag", _lag, "ancestor-sampling look-ahead: 0 = plain CSMC, an integer L, or 'full'"),
+    ("--hidden-size", "hidden_size", _positive_int, "LSTM hidden units"),
+    ("--embed-dim", "embed_dim", _positive_int, "topic embedding size (default: the hidden size)"),
+    ("--dropout", "dropout", float, "LSTM dropout during M-steps"),
+    ("--beta", "beta", float, "Dirichlet smoothing of the topic-word distributions"),
+    ("--batch-size", "batch_size", _positive_int, "documents per minibatch"),
+    ("--lr", "lr", float, "Adam learning rate"),
+    ("--mstep-iters", "mstep_iters", int, "gradient steps per minibatch"),
+    ("--clip-norm", "clip_norm", float, "gradient-norm clip"),
+    ("--init", "init", str, "initial topic paths: uniform, smc or hmm"),
+    ("--init-steps", "init_steps", int, "M-step iterations pre-training the prior on the initial paths"),
+    ("--phi-update", "phi_update", str, "topic-word update: smoothed or gibbs"),
+    ("--emission", "emission", str, "emission distributions in the sweep: global or leave_out"),
+    ("--resampling", "resampling", str, "resampling scheme of the sweep"),
+    ("--sweeps-per-epoch", "sweeps_per_epoch", _positive_int, "E-step sweeps per minibatch per epoch"),
+    ("--seed", "seed", int, "random seed"),
+]
+
+
+def _ssl_defaults() -> dict:
+    """The defaults of :class:`~pyro_ssl.SSL` (read from its signature, so the CLI follows them)."""
+    import inspect
+
+    from .estimator import SSL
+
+    return {k: v.default for k, v in inspect.signature(SSL.__init__).parameters.items()
+            if v.default is not inspect.Parameter.empty}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars and fewer messages")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; set it on shared machines)")
+    p.add_argument("--device", default=None, help="torch device, e.g. 'cpu' or 'cuda' (default: cpu)")
+
+
+def _add_corpus(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("corpus", nargs="?", default=None,
+                   help="corpus path: aclImdb tarball or folder, IMDB CSV, folder of .txt files, or a text "
+                        "file with one document per line" + ("" if required else " (optional here)"))
+    p.add_argument("--gensim", metavar="NAME", default=None,
+                   help="use a corpus bundled with gensim instead of a path: lee_background, lee_test")
+    p.add_argument("--split", choices=("train", "test", "all"), default="train",
+                   help="aclImdb split to read (ignored by other layouts; default train)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="read at most this many documents")
+    p.add_argument("--min-length", type=_positive_int, default=1,
+                   help="drop documents with fewer tokens than this (default 1)")
+    p.add_argument("--max-length", type=_positive_int, default=None,
+                   help="truncate documents to this many tokens (default: keep whole documents)")
+    p.add_argument("--max-docs", type=_positive_int, default=None,
+                   help="keep at most this many documents after filtering")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyro-ssl",
+        description="State Space LSTM topic models with particle Gibbs (pyro-ssl).",
+        epilog="Run 'pyro-ssl COMMAND --help' for the options of a command.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"pyro-ssl {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # fit ------------------------------------------------------------------
+    p = sub.add_parser("fit", help="fit a model on a corpus and save it",
+                       description="Fit a Topical SSL by particle Gibbs within stochastic EM.")
+    _add_corpus(p, required=True)
+    p.add_argument("--vocab-size", type=_positive_int, default=5000,
+                   help="vocabulary size including <unk> (most frequent words; default 5000)")
+    p.add_argument("--min-count", type=_positive_int, default=1, help="minimum word frequency (default 1)")
+    d = _ssl_defaults()
+    p.add_argument("-K", "--topics", type=_positive_int, default=None, dest="K",
+                   help=f"number of topics K (default {d['K']})")
+    p.add_argument("--epochs", type=_positive_int, default=20, help="stochastic-EM epochs (default 20)")
+    # SSL settings: None means "the package default" (shown in the help), so the CLI follows it.
+    for flag, dest, typ, text in _SSL_OPTIONS:
+        if dest not in d:
+            continue
+        shown = f"{text} (default {d[dest]})" if d[dest] is not None else text
+        p.add_argument(flag, type=typ, default=None, dest=dest, metavar=flag[2:].upper().replace("-", "_"), help=shown)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="model precision (default float32)")
+    p.add_argument("--out", metavar="DIR", default=None, help="directory to save the fitted model to")
+    p.add_argument("--checkpoint-dir", metavar="DIR", default=None,
+                   help="write a checkpoint here after every epoch (atomic; enables --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --checkpoint-dir (same corpus and options required)")
+    p.add_argument("--show-topics", type=int, default=10, metavar="N",
+                   help="print the N most used topics after fitting (0: none; default 10)")
+    _add_common(p)
+
+    # evaluate -------------------------------------------------------------
+    p = sub.add_parser("evaluate", help="held-out log likelihood and completion perplexity",
+                       description="Score documents with the particle filter: per-token held-out log "
+                                   "likelihood, and document-completion perplexity with --T1.")
+    p.add_argument("model", help="saved model directory (from 'pyro-ssl fit --out')")
+    _add_corpus(p, required=True)
+    p.add_argument("--T1", type=_positive_int, default=None,
+                   help="observed prefix length for completion perplexity (documents longer than T1 are used)")
+    p.add_argument("--T2", type=_positive_int, default=None,
+                   help="held-out continuation length (default: the rest of each document)")
+    p.add_argument("--particles", type=_positive_int, default=1000, help="particle-filter particles (default 1000)")
+    p.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="comma-separated filter seeds (default 0,1,2)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    _add_common(p)
+
+    # topics ---------------------------------------------------------------
+    p = sub.add_parser("topics", help="print the top words of every topic",
+                       description="Print the most probable words of each topic.")
+    p.add_argument("model", help="saved model directory")
+    p.add_argument("--num-words", type=_positive_int, default=10, help="words per topic (default 10)")
+    p.add_argument("--num-topics", type=int, default=-1, help="topics to print (default all)")
+    p.add_argument("--weights", action="store_true", help="print probabilities as well (gensim style)")
+    p.add_argument("--json", action="store_true", help="print the topics as JSON")
+    _add_common(p)
+
+    # assign ---------------------------------------------------------------
+    p = sub.add_parser("assign", help="assign a topic to every word of new documents",
+                       description="Posterior topic of every word (particle filter then conditional-SMC "
+                                   "sweeps). Words outside the vocabulary are read as <unk>.")
+    p.add_argument("model", help="saved model directory")
+    p.add_argument("file", nargs="?", default=None, help="text file with one document per line")
+    p.add_argument("--text", action="append", default=None,
+                   help="a document given inline (repeat for several)")
+    p.add_argument("--sweeps", type=int, default=20, help="conditional-SMC sweeps after the filter (default 20)")
+    p.add_argument("--particles", type=_positive_int, default=None, help="particles (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print [[word, topic], ...] per document as JSON lines")
+    _add_common(p)
+
+    # generate -------------------------------------------------------------
+    p = sub.add_parser("generate", help="sample topic and word sequences from a model",
+                       description="Sample documents: topics from the LSTM prior, words from the topics.")
+    p.add_argument("model", help="saved model directory")
+    p.add_argument("--num", type=_positive_int, default=3, help="number of sequences (default 3)")
+    p.add_argument("--length", type=_positive_int, default=30, help="tokens per sequence (default 30)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="divides the logits of topics and words: < 1 sharper, > 1 flatter (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--words-only", action="store_true", help="print only the words, not word/topic pairs")
+    p.add_argument("--json", action="store_true", help="print {'words': [...], 'topics': [...]} JSON lines")
+    _add_common(p)
+    return parser
+
+
+# ---------------------------------------------------------------------------- helpers
+def _say(args, *msg) -> None:
+    if not args.quiet:
+        print(*msg, file=sys.stderr)
+
+
+def _load_texts_corpus(args, vocab=None):
+    """The corpus of ``args`` (path or ``--gensim``), filtered and truncated."""
+    from .data import Corpus, gensim_corpus_texts, load_corpus
+
+    if (args.corpus is None) == (args.gensim is None):
+        raise ValueError("give a corpus path or --gensim NAME (exactly one)")
+    vocab_size = getattr(args, "vocab_size", None)
+    min_count = getattr(args, "min_count", 1)
+    if args.gensim is not None:
+        texts = gensim_corpus_texts(args.gensim)
+        if args.limit:
+            texts = texts[: args.limit]
+        corpus = Corpus.from_texts(texts, vocab=vocab, vocab_size=vocab_size, min_count=min_count)
+    else:
+        corpus = load_corpus(args.corpus, vocab_size=vocab_size, min_count=min_count, vocab=vocab,
+                             split=args.split, limit=args.limit)
+    corpus = corpus.filter_min_length(max(args.min_length, 1))
+    if args.max_length:
+        corpus = corpus.truncate(args.max_length)
+    if args.max_docs:
+        corpus = corpus.take(min(args.max_docs, len(corpus)))
+    if len(corpus) == 0:
+        raise ValueError(f"no documents with at least {args.min_length} tokens")
+    return corpus
+
+
+def _load_model(args):
+    from .io import load_model
+
+    return load_model(args.model, device=args.device)
+
+
+def _pairs(words, topics) -> str:
+    return " ".join(f"{w}/{k}" for w, k in zip(words, topics))
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_fit(args) -> int:
+    import torch
+
+    from .estimator import SSL
+
+    corpus = _load_texts_corpus(args)
+    _say(args, f"corpus: {len(corpus)} documents, {corpus.num_tokens} tokens, V={corpus.V}")
+    defaults = _ssl_defaults()
+    kwargs = {dest: getattr(args, dest) for _, dest, _, _ in _SSL_OPTIONS
+              if dest in defaults and getattr(args, dest, None) is not None}
+    if args.K is not None:
+        kwargs["K"] = args.K
+    kwargs.update(device=args.device, dtype=getattr(torch, args.dtype))
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir")
+    model = SSL(**kwargs)
+    try:
+        model.fit(corpus, epochs=args.epochs, progress=not args.quiet,
+                  checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    except KeyboardInterrupt:
+        if args.checkpoint_dir:
+            print(f"interrupted; continue with the same command and --resume (checkpoint in {args.checkpoint_dir})",
+                  file=sys.stderr)
+        raise
+    last = model.history[-1] if model.history else {}
+    if last:
+        total = sum(e.get("seconds", 0.0) for e in model.history)
+        _say(args, f"fitted {len(model.history)} epochs in {total:.1f} s; "
+                   f"log joint per token {last['log_joint_per_token']:.4f}")
+    if args.show_topics:
+        for k, words in model.show_topics(args.show_topics, 8):
+            print(f"topic {k:3d}: {words}")
+    if args.out:
+        path = model.save(args.out)
+        _say(args, f"saved to {path}")
+    else:
+        _say(args, "note: no --out given, the model was not saved")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from tqdm.auto import tqdm
+
+    model = _load_model(args)
+    if model.vocab is None:
+        raise ValueError(f"{args.model}: the model has no vocabulary; evaluate token ids from Python instead")
+    corpus = _load_texts_corpus(args, vocab=model.vocab)
+    results: dict = {"documents": len(corpus), "tokens": corpus.num_tokens, "particles": args.particles,
+                     "seeds": list(args.seeds)}
+    tokens, lengths = corpus.padded()
+    vals = []
+    for s in tqdm(args.seeds, desc="held-out log lik", disable=args.quiet, unit="seed"):
+        vals.append(model.score((tokens, lengths), num_particles=args.particles, seeds=(s,)).mean)
+    results["heldout_log_lik_per_token"] = _mean_std(vals)
+    if args.T1 is not None:
+        keep = corpus.lengths > args.T1
+        if not bool(keep.any()):
+            raise ValueError(f"no document is longer than T1={args.T1} tokens")
+        sub = corpus[keep.nonzero().flatten()]
+        if args.T2:
+            sub = sub.truncate(args.T1 + args.T2)
+        ct, cl = sub.padded()
+        ppl = []
+        for s in tqdm(args.seeds, desc="completion ppl", disable=args.quiet, unit="seed"):
+            ppl.append(model.completion_perplexity(ct, cl, args.T1, num_particles=args.particles, seeds=(s,)).mean)
+        results["completion_perplexity"] = _mean_std(ppl)
+        results["completion_documents"] = len(sub)
+        results["completion_heldout_tokens"] = int((cl - args.T1).clamp_min(0).sum())
+        results["T1"] = args.T1
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        ll = results["heldout_log_lik_per_token"]
+        print(f"documents: {results['documents']}  tokens: {results['tokens']}  particles: {args.particles}  "
+              f"seeds: {len(args.seeds)}")
+        print(f"held-out log likelihood per token: {ll['mean']:.4f} ± {ll['std']:.4f}")
+        if "completion_perplexity" in results:
+            c = results["completion_perplexity"]
+            print(f"completion perplexity (T1={args.T1}, {results['completion_documents']} documents, "
+                  f"{results['completion_heldout_tokens']} held-out tokens): {c['mean']:.2f} ± {c['std']:.2f}")
+    return 0
+
+
+def _mean_std(vals) -> dict:
+    import statistics
+
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "values": list(vals)}
+
+
+def cmd_topics(args) -> int:
+    model = _load_model(args)
+    if args.weights:
+        topics = model.show_topics(args.num_topics, args.num_words)
+        if args.json:
+            print(json.dumps([{"topic": k, "words": w} for k, w in topics], indent=2))
+        else:
+            for k, w in topics:
+                print(f"topic {k:3d}: {w}")
+        return 0
+    top = model.top_words(args.num_words)
+    ids = list(range(len(top)))[: args.num_topics] if args.num_topics > 0 else list(range(len(top)))
+    if args.json:
+        print(json.dumps([{"topic": k, "words": top[k]} for k in ids], indent=2))
+    else:
+        for k in ids:
+            print(f"topic {k:3d}: {' '.join(top[k])}")
+    return 0
+
+
+def cmd_assign(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .data import tokenize
+
+    model = _load_model(args)
+    if model.vocab is None:
+        raise ValueError(f"{args.model}: the model has no vocabulary; assign topics to token ids from Python")
+    texts = list(args.text or [])
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        texts += [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    if not texts:
+        raise ValueError("give a text file or --text")
+    docs = [tokenize(t) for t in texts]
+    todo = [i for i, words in enumerate(docs) if words]
+    topics: dict[int, list[int]] = {}
+    chunks = [todo[i : i + 256] for i in range(0, len(todo), 256)]
+    for c, chunk in enumerate(tqdm(chunks, desc="assign", disable=args.quiet or len(chunks) < 2, unit="batch")):
+        ids = [model.vocab.encode(docs[i]) for i in chunk]
+        paths = model.predict(ids, num_sweeps=args.sweeps, num_particles=args.particles, seed=args.seed + c)
+        topics.update(zip(chunk, paths))
+    for i, words in enumerate(docs):
+        z = topics.get(i, [])
+        if args.json:
+            print(json.dumps([[w, int(k)] for w, k in zip(words, z)]))
+        else:
+            print(_pairs(words, z))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    model = _load_model(args)
+    if args.temperature <= 0:
+        raise ValueError("--temperature must be > 0")
+    z, w = model.sample(args.num, args.length, temperature=args.temperature, seed=args.seed)
+    itos = getattr(model.vocab, "itos", None)
+    for zi, wi in zip(z.tolist(), w.tolist()):
+        words = [itos[i] if itos else str(i) for i in wi]
+        if args.json:
+            print(json.dumps({"words": words, "topics": zi}))
+        elif args.words_only:
+            print(" ".join(words))
+        else:
+            print(_pairs(words, zi))
+    return 0
+
+
+_COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "topics": cmd_topics, "assign": cmd_assign,
+             "generate": cmd_generate}
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (0 on success, 2 on a usage or data error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return _COMMANDS[args.command](args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"pyro-ssl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
