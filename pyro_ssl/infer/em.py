@@ -45,16 +45,16 @@ class EMConfig:
     """
 
     num_particles: int = 10
-    ancestor_lag: int | str = 0
+    ancestor_lag: int | str = 5
     resampling: str = "multinomial"
-    batch_size: int = 256
-    mstep_iters: int = 1
+    batch_size: int = 50
+    mstep_iters: int = 5
     lr: float = 1e-2
     clip_norm: float = 5.0
     beta: float = 0.1
     phi_update: str = "smoothed"
-    emission: str = "global"
-    init: str = "uniform"
+    emission: str = "leave_out"
+    init: str = "smc"
     init_steps: int = 0
     sweeps_per_epoch: int = 1
 
