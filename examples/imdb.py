@@ -93,6 +93,8 @@ def parse_args(argv=None):
                    help="particle-filter particles of the final SSL completion perplexity (default 1000)")
     p.add_argument("--curve-particles", type=int, default=None,
                    help="particles of the per-epoch SSL perplexity curve (default 100)")
+    p.add_argument("--eval-every", type=int, default=1,
+                   help="score the per-epoch SSL curve every this many epochs (default 1)")
     p.add_argument("--preset", default=None, choices=("seed",),
                    help="SSL preset: 'seed' = the seed's sampler configuration (plain CSMC, uniform start, ...)")
     p.add_argument("--lstm-epochs", type=int, default=None, help="LSTM LM epoch cap (early stopping; default 30)")
@@ -214,7 +216,8 @@ def main(argv=None) -> int:
         lstm_kwargs["device"] = args.device
     result = compare(
         split, args.models, K_values=args.K, seeds=args.seeds, ssl_epochs=args.epochs,
-        eval_particles=args.eval_particles, curve_particles=args.curve_particles, ssl_kwargs=ssl_kwargs,
+        eval_particles=args.eval_particles, curve_particles=args.curve_particles, eval_every=args.eval_every,
+        ssl_kwargs=ssl_kwargs,
         lstm_kwargs=lstm_kwargs, lda_kwargs=dict(passes=args.lda_passes), progress=not args.quiet,
         out_dir=out,
     )
