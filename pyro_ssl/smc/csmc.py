@@ -33,6 +33,7 @@ import torch
 
 from ..model import LSTMPrior, LSTMState, StepWeights, length_mask
 from .categorical import sample_categorical
+from .keyed import KeyedNoise
 from .resampling import Resampler, get_resampler
 
 __all__ = ["SweepResult", "csmc_sweep", "particle_filter", "FULL_LAG"]
@@ -72,42 +73,75 @@ def _lookahead_log_prob(
     weights: StepWeights,
     state: LSTMState,
     log_pi_t: torch.Tensor,
-    ref: torch.Tensor,
-    active: torch.Tensor,
+    reference: torch.Tensor,
+    mask: torch.Tensor,
+    t: int,
+    stop: int,
 ) -> torch.Tensor:
-    """``sum_{s=t}^{t+L-1} log p(z*_s | z^p_{<t}, z*_{t:s-1})`` for every candidate state.
+    """``sum_{s=t}^{stop-1} log p(z*_s | z^p_{<t}, z*_{t:s-1})`` for every candidate ``p``.
 
     Args:
         weights: :meth:`~pyro_ssl.model.LSTMPrior.step_weights`.
-        state: candidates' LSTM states ``s_t`` (already advanced with their ``z_{t-1}``),
-            each ``(M, H)``.
-        log_pi_t: ``(M, K)`` candidates' ``log p(z_t | z_<t)``.
-        ref: ``(M, L)`` the reference topics ``z*_{t:t+L}`` of each candidate's document;
-            active ``(M, L)`` true where those steps are inside the document.
+        state: candidates' LSTM states ``s_t^p`` (already advanced with ``z^p_{t-1}``),
+            each ``(B * P, H)``.
+        log_pi_t: ``(B, P, K)`` candidates' ``log p(z_t | z^p_<t)``.
+        reference: ``(B, T)``; mask ``(B, T)``.
+        stop: one past the last look-ahead step (``min(t + lag, longest length)``).
     Returns:
-        ``(M,)``. Emission terms are omitted: they do not depend on the candidate.
+        ``(B, P)``. Emission terms are omitted: they do not depend on the candidate.
     """
-    total = log_pi_t.gather(-1, ref[:, :1]).squeeze(-1)
-    for j in range(1, ref.shape[1]):
-        # Every candidate is fed the reference's own topics z*_{t..t+j-1}.
-        log_pi, state = prior.step(ref[:, j - 1].contiguous(), state, weights)
-        term = log_pi.gather(-1, ref[:, j : j + 1]).squeeze(-1)
-        total += torch.where(active[:, j], term, 0.0)
+    B, P, K = log_pi_t.shape
+    total = log_pi_t.gather(-1, reference[:, t].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)
+    for s in range(t + 1, stop):
+        # Every candidate is fed the reference's own topics z*_{t..s-1}.
+        z_in = reference[:, s - 1].view(B, 1).expand(B, P)
+        log_pi, state = prior.step(z_in, state, weights)
+        term = log_pi.view(B, P, K).gather(-1, reference[:, s].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)
+        total += torch.where(mask[:, s].unsqueeze(-1), term, 0.0)
     return total
 
 
-def _distinct_inputs(key: torch.Tensor, dedup: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct step inputs: ``key`` ``(N,)`` -> ``(distinct keys (M,), row of each key (N,))``.
+DEDUP_MAX_SURVIVORS = 0.85
+"""Step only the resampled survivors when at most this share of particles survives."""
 
-    Particles with equal keys have equal LSTM inputs, hence equal outputs, so each distinct
-    key is stepped once. Resampling makes such copies: multinomial resampling keeps only
-    about ``1 - (1 - 1/P)^P`` (65% at ``P = 10``) of the ancestors, and copies of one ancestor
-    that draw the same topic stay identical. ``torch.unique`` needs its output size on the
-    host (a stall per step on a GPU), so without ``dedup`` every particle is its own row.
+
+def _step_resampled(
+    prior: LSTMPrior,
+    weights: StepWeights,
+    z_prev: torch.Tensor,
+    state: LSTMState,
+    flat: torch.Tensor,
+    dedup: bool,
+) -> tuple[torch.Tensor, LSTMState]:
+    """Advance the particles chosen by the ancestors ``flat`` one LSTM step.
+
+    Args:
+        z_prev: ``(N,)`` previous topics and ``state`` ``(N, H)`` of the particles before
+            resampling (``N = B * P``, row ``b * P + p``).
+        flat: ``(N,)`` row of each new particle's ancestor.
+        dedup: allow stepping each surviving ancestor once.
+    Returns:
+        ``(log_pi (N, K), state (N, H))`` of the resampled particles.
+
+    Multinomial resampling keeps only about ``1 - (1 - 1/P)^P`` (65% at ``P = 10``) of the
+    particles, and the copies of one ancestor would run the very same step; so when few enough
+    survive, step the survivors once and copy their results to the offspring. Same numbers,
+    fewer rows through the GEMM and the gate nonlinearities.
     """
     if dedup:
-        return torch.unique(key, sorted=True, return_inverse=True)
-    return key, torch.arange(key.shape[0], device=key.device)
+        N = flat.shape[0]
+        alive = torch.zeros(N, dtype=torch.bool, device=flat.device).index_fill_(0, flat, True)
+        src = alive.nonzero().squeeze(-1)  # (M,) survivors; M is read on the host
+        if src.shape[0] <= DEDUP_MAX_SURVIVORS * N:
+            log_pi, state = prior.step(
+                z_prev.index_select(0, src),
+                LSTMState(state.h.index_select(0, src), state.c.index_select(0, src)),
+                weights,
+            )
+            pos = (alive.cumsum(0) - 1).index_select(0, flat)  # survivor index of each ancestor
+            return log_pi.index_select(0, pos), LSTMState(state.h.index_select(0, pos), state.c.index_select(0, pos))
+    state = LSTMState(state.h.index_select(0, flat), state.c.index_select(0, flat))
+    return prior.step(z_prev.index_select(0, flat), state, weights)
 
 
 @torch.no_grad()
@@ -124,6 +158,7 @@ def csmc_sweep(
     generator: torch.Generator | None = None,
     diagnostics: bool = False,
     log_emission: torch.Tensor | None = None,
+    noise: KeyedNoise | None = None,
 ) -> SweepResult:
     """One (conditional) SMC sweep over a batch of documents.
 
@@ -145,6 +180,10 @@ def csmc_sweep(
         diagnostics: also trace every particle back (``particles``, ``num_ancestors``).
         log_emission: optional ``(B, T, K)`` per-document ``log p(x_t | z_t = k)`` used instead
             of ``log_phi[:, x]`` (e.g. leave-document-out topics during learning).
+        noise: optional :class:`~pyro_ssl.smc.keyed.KeyedNoise`: every draw (ancestors by
+            inverse CDF, the ancestor-sampling redraw, proposals, the final choice) then takes
+            its uniforms from it instead of ``generator``, so a document's draws do not depend
+            on the other documents of the batch (used by :mod:`pyro_ssl.distributed`).
 
     Returns:
         :class:`SweepResult`.
@@ -187,30 +226,21 @@ def csmc_sweep(
     weights = prior.step_weights()
     H = prior.hidden_size
     N = B * P
-    # Particles live flattened as rows b * P + p: ancestors become row indices.
+    # Particles live flattened as rows b * P + p, so reordering them is one index_select.
     offsets = (torch.arange(B, device=device) * P).unsqueeze(-1)  # (B, 1)
     identity = torch.arange(P, device=device).expand(B, P)
     log_P = math.log(P)
     # Two host syncs per sweep instead of one per step: before the shortest document ends
     # every step is active (no masking); after the longest ends the look-ahead stops.
     min_len, max_len = (int(lengths.min()), int(lengths.max())) if B else (0, 0)
+    # Sharing steps between resampled duplicates needs the survivor count on the host every
+    # step: cheap on a CPU, a pipeline stall on a GPU.
     dedup = device.type == "cpu"
 
-    # LSTM states are stored once per distinct state: particle n's is row sid[n] of state_u.
-    # A particle's next LSTM input is (its state, its last topic); encoded with its document
-    # as one integer key, "which particles would compute the same step" is a torch.unique,
-    # and resampling moves integers instead of (N, H) states.
-    doc = torch.arange(B, device=device).repeat_interleave(P)  # (N,)
-    Kp = K + 1  # topics and the start symbol
-
-    def input_key(rows: torch.Tensor, sid: torch.Tensor, z_prev: torch.Tensor) -> torch.Tensor:
-        """Key ``(doc * N + state row) * (K + 1) + last topic`` of the particles ``rows``."""
-        return (doc[rows] * N + sid[rows]) * Kp + z_prev[rows]
-
-    state_u = LSTMState(torch.zeros(1, H, device=device, dtype=dtype), torch.zeros(1, H, device=device, dtype=dtype))
-    sid = torch.zeros(N, dtype=torch.long, device=device)
+    state = LSTMState(
+        torch.zeros(N, H, device=device, dtype=dtype), torch.zeros(N, H, device=device, dtype=dtype)
+    )
     z_prev = torch.full((N,), prior.start_symbol, device=device, dtype=torch.long)
-    all_rows = torch.arange(N, device=device)
     log_w = torch.full((B, P), -log_P, device=device, dtype=dtype)
     # Compact ancestry: int32 halves the (T, B, P) storage that dominates memory at scale.
     ancestors = torch.empty(T, B, P, dtype=torch.int32, device=device)
@@ -222,42 +252,33 @@ def csmc_sweep(
 
     for t in range(T):
         active = mask[:, t]
-        # With ancestor sampling every candidate's pi_t is needed before resampling, so the
-        # current particles are stepped first; otherwise resampling comes first and only the
-        # inputs that survive it are stepped. Same numbers either way: the step is a
-        # deterministic function of the particle's history.
-        look_first = t > 0 and lag > 0 and reference is not None
-        if look_first:
-            keys, inv = _distinct_inputs(input_key(all_rows, sid, z_prev), dedup)
+        # With ancestor sampling every candidate's pi_t is needed before resampling, so step
+        # first and reorder the results; otherwise resample first and step only what survives
+        # (see _step_resampled). Both give the same numbers: the step is a deterministic
+        # function of the particle's history.
+        step_first = t == 0 or (lag > 0 and reference is not None)
+        if step_first:
+            log_pi, state = prior.step(z_prev, state, weights)  # (N, K)
+        if t == 0:
+            a = identity
         else:
-            if t == 0:
-                a = identity
-            else:
-                a = resampler(log_w, P, generator)
-                if reference is not None:
+            a = (resampler(log_w, P, generator) if noise is None else noise.ancestors(resampler, log_w, t))
+            if reference is not None:
+                if lag > 0:
+                    look = _lookahead_log_prob(
+                        prior, weights, state, log_pi.view(B, P, K), reference, mask, t, min(t + lag, max_len)
+                    )
+                    a[:, 0] = (sample_categorical(log_w + look, generator) if noise is None else noise.categorical(log_w + look, noise.ancestor(t)))
+                else:
                     a[:, 0] = 0
-                if t >= min_len:  # padding steps keep every particle where it is
-                    a = torch.where(active.unsqueeze(-1), a, identity)
-            flat = (a + offsets).view(-1)
-            keys, sid_next = _distinct_inputs(input_key(flat, sid, z_prev), dedup)
-        # Step each distinct input once: (M, K) log-priors and (M, H) states.
-        z_in, s_in = keys % Kp, (keys // Kp) % N
-        state_in = LSTMState(state_u.h.index_select(0, s_in), state_u.c.index_select(0, s_in))
-        log_pi_u, state_u = prior.step(z_in, state_in, weights)
-        if look_first:
-            stop = min(t + lag, max_len)
-            rows_doc = keys // (Kp * N)
-            ref_rows = reference[:, t:stop].index_select(0, rows_doc)  # (M, L)
-            act_rows = mask[:, t:stop].index_select(0, rows_doc)
-            look = _lookahead_log_prob(prior, weights, state_u, log_pi_u, ref_rows, act_rows)
-            look = look.index_select(0, inv).view(B, P)
-            a = resampler(log_w, P, generator)
-            a[:, 0] = sample_categorical(log_w + look, generator)
-            if t >= min_len:
+            if t >= min_len:  # padding steps keep every particle where it is
                 a = torch.where(active.unsqueeze(-1), a, identity)
-            sid_next = inv.index_select(0, (a + offsets).view(-1))
-        sid = sid_next
-        log_pi = log_pi_u.index_select(0, sid)  # (N, K)
+            flat = (a + offsets).view(-1)
+            if step_first:
+                log_pi = log_pi.index_select(0, flat)
+                state = LSTMState(state.h.index_select(0, flat), state.c.index_select(0, flat))
+            else:
+                log_pi, state = _step_resampled(prior, weights, z_prev, state, flat, dedup)
         # Fully adapted proposal and weight from one exp: gamma = pi * phi[:, x_t] is shifted by
         # its row max, its running sum is both the sampling CDF and (last entry) alpha.
         log_gamma = log_pi.view(B, P, K) + log_em[t].unsqueeze(1)  # (B, P, K)
@@ -265,7 +286,7 @@ def csmc_sweep(
         cdf = log_gamma.sub_(shift).exp_().cumsum_(-1)
         total = cdf[..., -1:]  # >= 1: the max entry contributes exp(0)
         log_alpha = (shift + total.log()).squeeze(-1)  # (B, P)
-        u = torch.rand(B, P, 1, generator=generator, device=device, dtype=dtype)
+        u = torch.rand(B, P, 1, generator=generator, device=device, dtype=dtype) if noise is None else noise.proposal(t)
         z_t = torch.searchsorted(cdf, u * total, right=True).squeeze(-1).clamp_(max=K - 1)
         if reference is not None:
             z_t[:, 0] = reference[:, t]
@@ -287,7 +308,7 @@ def csmc_sweep(
         z_prev = z_t.view(-1)
 
     log_incr, ess = log_incr.T.contiguous(), ess.T.contiguous()
-    r = sample_categorical(log_w, generator)
+    r = sample_categorical(log_w, generator) if noise is None else noise.categorical(log_w, noise.final())
     path = _trace_back(topics, ancestors, r.unsqueeze(-1)).squeeze(1).masked_fill(~mask, 0)
     result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w)
     if diagnostics:
@@ -333,6 +354,7 @@ def particle_filter(
     resampling: str | Resampler = "systematic",
     generator: torch.Generator | None = None,
     diagnostics: bool = False,
+    noise: KeyedNoise | None = None,
 ) -> SweepResult:
     """Fully adapted particle filter (no reference): ``log Zhat`` and predictive increments."""
     return csmc_sweep(
@@ -345,4 +367,5 @@ def particle_filter(
         resampling=resampling,
         generator=generator,
         diagnostics=diagnostics,
+        noise=noise,
     )

@@ -1,0 +1,345 @@
+"""Seed-size benchmark: one CSMC sweep, one M-step, one EM epoch, and two baselines.
+
+The seed's size is 200 documents x 100 tokens, P = 10 particles, K = 50 topics, H = 64 hidden
+units, V = 5000 words (synthetic Zipf tokens, a randomly initialised prior). Measured, per
+thread count (``torch.set_num_threads``):
+
+* ``csmc_sweep`` with ``diagnostics`` off/on and ``ancestor_lag`` 0 and 5;
+* ``particle_filter`` (the unconditional pass, compared with ``SMCFilter``);
+* one ``PriorMStep.step`` on 200 x 100 paths;
+* one ``StochasticEM.run_epoch`` (``batch_size=200``, ``mstep_iters=1``);
+
+and, in the same run, two baselines of the same algorithm:
+
+(a) a plain per-document Python loop (vectorised over particles only), timed on a subset of
+    documents and extrapolated linearly to 200 (documents are independent);
+(b) Pyro's ``pyro.infer.SMCFilter`` running the same model with the fully adapted proposal
+    and the same number of particles, one document and one step at a time, timed on a few
+    documents and extrapolated.
+
+Usage::
+
+    python benchmarks/bench_sweep.py                 # threads 1, 2, 2 passive: about 5 minutes
+    python benchmarks/bench_sweep.py --quick         # fewer repeats, threads 1 only
+
+Each thread configuration runs in its own process; ``2p`` sets ``OMP_WAIT_POLICY=PASSIVE``
+(OpenMP threads sleep instead of spinning while they wait), which is what keeps two threads
+usable on a box where other processes hold the cores.
+    python benchmarks/bench_sweep.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (  # noqa: E402
+    SEED_ALGORITHM,
+    SEED_SIZE,
+    Timing,
+    em_config,
+    load_average,
+    machine_line,
+    random_log_phi,
+    synthetic_corpus,
+    table,
+    timeit,
+)
+
+from pyro_ssl.infer.em import StochasticEM  # noqa: E402
+from pyro_ssl.infer.mstep import PriorMStep  # noqa: E402
+from pyro_ssl.model import LSTMPrior, TopicalSSL  # noqa: E402
+from pyro_ssl.smc.csmc import csmc_sweep, particle_filter  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- baseline (a)
+@torch.no_grad()
+def loop_csmc_document(prior: LSTMPrior, log_phi, x, ref, P: int, generator) -> torch.Tensor:
+    """Plain conditional SMC for ONE document, vectorised over its ``P`` particles only.
+
+    The same algorithm as ``csmc_sweep`` (lag 0, multinomial resampling, fully adapted
+    proposal, reference at particle 0), written the straightforward way: the LSTM cell from
+    its weight matrices, ``torch.tanh``, advanced indexing, one Python iteration per token.
+
+    Args:
+        x, ref: ``(T,)`` words and reference topics. Returns the new ``(T,)`` path.
+    """
+    lstm, K, H = prior.lstm, prior.K, prior.hidden_size
+    T = x.shape[0]
+    h = torch.zeros(P, H)
+    c = torch.zeros(P, H)
+    z_prev = torch.full((P,), K, dtype=torch.long)
+    log_w = torch.full((P,), -math.log(P))
+    ancestors, topics = [], []
+    for t in range(T):
+        gates = F.linear(prior.embed(z_prev), lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(
+            h, lstm.weight_hh_l0, lstm.bias_hh_l0
+        )
+        i, f, g, o = gates.chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        log_pi = torch.log_softmax(prior.out(h), -1)
+        if t == 0:
+            a = torch.arange(P)
+        else:
+            a = torch.multinomial(torch.softmax(log_w, -1), P, replacement=True, generator=generator)
+            a[0] = 0
+            log_pi, h, c = log_pi[a], h[a], c[a]
+        log_gamma = log_pi + log_phi[:, x[t]]
+        log_alpha = torch.logsumexp(log_gamma, -1)
+        z = torch.multinomial(torch.softmax(log_gamma, -1), 1, generator=generator).squeeze(-1)
+        z[0] = ref[t]
+        log_w = log_alpha - torch.logsumexp(log_alpha, -1)
+        ancestors.append(a)
+        topics.append(z)
+        z_prev = z
+    r = int(torch.multinomial(log_w.exp(), 1, generator=generator))
+    path = torch.empty(T, dtype=torch.long)
+    for t in range(T - 1, -1, -1):
+        path[t] = topics[t][r]
+        r = int(ancestors[t][r])
+    return path
+
+
+# ----------------------------------------------------------------------------- baseline (b)
+def make_smcfilter_pair(prior: LSTMPrior, log_phi: torch.Tensor):
+    """Model and guide objects for ``pyro.infer.SMCFilter``: the SSL, one token per ``step``.
+
+    The guide proposes ``z_t`` from the fully adapted ``pi * phi[:, x_t]``, so the importance
+    weight SMCFilter computes (``log p(z) + log p(x | z) - log q(z)``) is ``log alpha_t``, as in
+    our sweep. To be fair to SMCFilter the LSTM step is computed once per token: the guide
+    (which may only read the state) leaves it for the model in a cache.
+    """
+    import pyro
+    import pyro.distributions as dist
+
+    from pyro_ssl.model import LSTMState
+
+    class Guide:
+        def __init__(self):
+            self.cache = None
+
+        def init(self, state):
+            pass
+
+        def step(self, state, x_t):
+            log_pi, (h, c) = prior.step(state["z"], LSTMState(state["h"], state["c"]))
+            self.cache = (log_pi, h, c)
+            pyro.sample("z", dist.Categorical(logits=log_pi + log_phi[:, x_t]))
+
+    class Model:
+        def __init__(self, guide):
+            self.guide = guide
+
+        def init(self, state):
+            P = state._num_particles
+            state["h"] = torch.zeros(P, prior.hidden_size)
+            state["c"] = torch.zeros(P, prior.hidden_size)
+            state["z"] = torch.full((P,), prior.K, dtype=torch.long)
+
+        def step(self, state, x_t):
+            log_pi, h, c = self.guide.cache
+            z = pyro.sample("z", dist.Categorical(logits=log_pi))
+            pyro.factor("x", log_phi[z, x_t])
+            state["h"], state["c"], state["z"] = h, c, z
+
+    guide = Guide()
+    return Model(guide), guide
+
+
+@torch.no_grad()
+def smcfilter_document(prior, log_phi, x, P: int) -> None:
+    """One SMCFilter pass over one document (always resampling, like our filter)."""
+    from pyro.infer import SMCFilter
+
+    model, guide = make_smcfilter_pair(prior, log_phi)
+    smc = SMCFilter(model, guide, num_particles=P, max_plate_nesting=0, ess_threshold=1.0)
+    smc.init()
+    for t in range(x.shape[0]):
+        smc.step(x[t])
+
+
+# ----------------------------------------------------------------------------- main
+def run(threads: int, args) -> dict:
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    s = SEED_SIZE
+    D, T, P, K, H, V = s["D"], s["T"], s["P"], s["K"], s["H"], s["V"]
+    torch.manual_seed(0)
+    tokens, lengths = synthetic_corpus(D, T, V, seed=0)
+    log_phi = random_log_phi(K, V, seed=0)
+    model = TopicalSSL(K, V, hidden_size=H)
+    prior = model.prior.eval()
+    ref = torch.randint(K, (D, T))
+    gen = torch.Generator().manual_seed(0)
+    R = args.repeats
+    out: dict = {"threads": threads, "load_before": load_average()}
+
+    def sweep(lag, diag):
+        return lambda: csmc_sweep(
+            prior, log_phi, tokens, lengths, P, ref, ancestor_lag=lag, diagnostics=diag, generator=gen
+        )
+
+    for lag in (0, 5):
+        for diag in (False, True):
+            out[f"sweep lag={lag} diagnostics={diag}"] = timeit(sweep(lag, diag), R)
+    out["particle filter pass"] = timeit(lambda: particle_filter(prior, log_phi, tokens, lengths, P, generator=gen), R)
+
+    mstep = PriorMStep(prior)
+    paths = torch.randint(K, (D, T))
+    out["M-step (PriorMStep.step)"] = timeit(lambda: mstep.step(paths, lengths), R)
+
+    # The epoch twice: the seed's algorithm (plain CSMC, global phi), and the package's
+    # current EMConfig defaults (e.g. ancestor sampling) at the same batch size and M-steps.
+    out["epoch parts"] = {}
+    for label, cfg in (
+        ("EM epoch, seed algorithm", em_config(num_particles=P, batch_size=D, mstep_iters=1, **SEED_ALGORITHM)),
+        ("EM epoch, current defaults", em_config(num_particles=P, batch_size=D, mstep_iters=1)),
+    ):
+        em = StochasticEM(TopicalSSL(K, V, hidden_size=H), tokens, lengths, cfg, seed=0)
+        em.initialize()
+        parts = []
+        out[f"{label} (run_epoch)"] = timeit(lambda: parts.append(em.run_epoch()), max(3, R // 2))
+        last = parts[-1]
+        out["epoch parts"][label] = {
+            "config": {k: getattr(cfg, k) for k in ("ancestor_lag", "emission", "batch_size", "mstep_iters")
+                       if hasattr(cfg, k)},
+            **{k: round(last[k], 3) for k in ("estep_seconds", "mstep_seconds", "seconds") if k in last},
+        }
+
+    # (a) plain loop, on a subset of documents, extrapolated to D.
+    n_loop = args.loop_docs
+    loop = timeit(
+        lambda: [loop_csmc_document(prior, log_phi, tokens[d], ref[d], P, gen) for d in range(n_loop)],
+        max(1, R // 3),
+    )
+    out["loop sweep (extrapolated)"] = loop.scaled(D / n_loop)
+    # (b) SMCFilter, a few documents, extrapolated to D.
+    if not args.no_smcfilter:
+        n_smc = args.smcfilter_docs
+        smc = timeit(lambda: [smcfilter_document(prior, log_phi, tokens[d], P) for d in range(n_smc)], 1)
+        out["SMCFilter pass (extrapolated)"] = smc.scaled(D / n_smc)
+    out["load_after"] = load_average()
+    return out
+
+
+def report(results: list[dict], args) -> str:
+    rows = []
+    names = [k for k, v in results[0].items() if isinstance(v, Timing)]
+    for name in names:
+        cells = [name]
+        for r in results:
+            t = r[name]
+            cells += [f"{t.wall:.3f}", f"{t.cpu:.3f}"]
+        rows.append(tuple(cells))
+    headers = ("seconds (median)",)
+    for r in results:
+        headers += (f"wall, {r['threads']} thr", f"CPU, {r['threads']} thr")
+    lines = [table(rows, headers), ""]
+    ratio_rows = []
+    for r in results:
+        sw = r["sweep lag=0 diagnostics=False"]
+        pf = r["particle filter pass"]
+        lp = r["loop sweep (extrapolated)"]
+        row = [str(r["threads"]), f"{lp.wall / sw.wall:.1f}x", f"{lp.cpu / sw.cpu:.1f}x"]
+        if "SMCFilter pass (extrapolated)" in r:
+            sm = r["SMCFilter pass (extrapolated)"]
+            row += [f"{sm.wall / pf.wall:.0f}x", f"{sm.cpu / pf.cpu:.0f}x"]
+        else:
+            row += ["-", "-"]
+        row += [r["load_before"], r["load_after"]]
+        ratio_rows.append(tuple(row))
+    lines.append(
+        table(
+            ratio_rows,
+            ("threads", "loop / sweep (wall)", "loop / sweep (CPU)", "SMCFilter / filter (wall)",
+             "SMCFilter / filter (CPU)", "load before", "load after"),
+        )
+    )
+    lines.append("")
+    lines.append(
+        f"Loop baseline: {args.loop_docs} documents timed, x{SEED_SIZE['D'] / args.loop_docs:g}; "
+        f"SMCFilter: {args.smcfilter_docs} documents timed once, x{SEED_SIZE['D'] / args.smcfilter_docs:g}."
+    )
+    for r in results:
+        for label, parts in r["epoch parts"].items():
+            lines.append(f"{label}, {r['threads']} thread(s), last epoch (wall s): {parts}")
+    return "\n".join(lines)
+
+
+def _thread_configs(spec: str) -> list[tuple[str, int, bool]]:
+    """``"1,2,2p"`` -> [(label, threads, passive OpenMP waiting)]."""
+    out = []
+    for item in spec.split(","):
+        item = item.strip()
+        passive = item.endswith("p")
+        n = int(item.rstrip("p"))
+        out.append((f"{n}{' passive' if passive else ''}", n, passive))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--threads",
+        default="1,2,2p",
+        help="comma-separated torch thread counts; a trailing 'p' runs with OMP_WAIT_POLICY=PASSIVE",
+    )
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--loop-docs", type=int, default=10, help="documents timed for the plain loop")
+    p.add_argument("--smcfilter-docs", type=int, default=2, help="documents timed for SMCFilter")
+    p.add_argument("--no-smcfilter", action="store_true")
+    p.add_argument("--quick", action="store_true", help="threads 1, 3 repeats, fewer baseline documents")
+    p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.threads, args.repeats, args.loop_docs, args.smcfilter_docs = "1", 3, 4, 1
+    if args.child:  # one thread configuration, in its own process (OpenMP reads its env at start)
+        label, n = args.child.split(":")
+        out = run(int(n), args)
+        out["threads"] = label
+        print("RESULT " + json.dumps(out, default=lambda o: o.__dict__))
+        return
+    print(machine_line(1))
+    s = SEED_SIZE
+    print(f"size: {s['D']} docs x {s['T']} tokens, P={s['P']}, K={s['K']}, H={s['H']}, V={s['V']}")
+    results = []
+    for label, n, passive in _thread_configs(args.threads):
+        env = dict(os.environ, OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n))
+        env.pop("OMP_WAIT_POLICY", None)
+        if passive:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", f"{label}:{n}", "--repeats", str(args.repeats),
+               "--loop-docs", str(args.loop_docs), "--smcfilter-docs", str(args.smcfilter_docs)]
+        if args.no_smcfilter:
+            cmd.append("--no-smcfilter")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            print(f"threads={label}: failed\n{proc.stderr[-3000:]}")
+            continue
+        r = json.loads(line[-1][len("RESULT "):])
+        for k, v in r.items():
+            if isinstance(v, dict) and set(v) == {"wall", "cpu", "repeats"}:
+                r[k] = Timing(**v)
+        results.append(r)
+        print(f"... threads={label} done (load {load_average()})", flush=True)
+    if not results:
+        sys.exit(1)
+    print(report(results, args))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_line(1), "results": results}, f, indent=1, default=lambda o: o.__dict__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Where a seed-size epoch spends its time: torch.profiler operator table and cProfile.
+
+One ``StochasticEM.run_epoch`` of the seed's algorithm (200 x 100, P = 10, K = 50, H = 64,
+V = 5000, one minibatch of 200, one M-step), after a warm-up epoch, on one thread.
+
+Usage::
+
+    python benchmarks/profile_epoch.py [--rows 20] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import SEED_ALGORITHM, SEED_SIZE, em_config, machine_line, synthetic_corpus  # noqa: E402
+
+from pyro_ssl.infer.em import StochasticEM  # noqa: E402
+from pyro_ssl.model import TopicalSSL  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    s = SEED_SIZE
+    torch.manual_seed(0)
+    tokens, lengths = synthetic_corpus(s["D"], s["T"], s["V"])
+    em = StochasticEM(
+        TopicalSSL(s["K"], s["V"], hidden_size=s["H"]),
+        tokens,
+        lengths,
+        em_config(num_particles=s["P"], batch_size=s["D"], mstep_iters=1, **SEED_ALGORITHM),
+        seed=0,
+    )
+    em.run_epoch()  # warm-up (initialisation, first-call costs)
+    print(machine_line(args.threads))
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        entry = em.run_epoch()
+    print(f"epoch under the profiler: {entry['seconds']:.3f} s (E-step {entry['estep_seconds']:.3f}, "
+          f"M-step {entry['mstep_seconds']:.3f})")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    pr = cProfile.Profile()
+    pr.enable()
+    entry = em.run_epoch()
+    pr.disable()
+    print(f"epoch under cProfile: {entry['seconds']:.3f} s")
+    buf = io.StringIO()
+    pstats.Stats(pr, stream=buf).sort_stats("cumulative").print_stats(args.rows)
+    print("\n".join(ln for ln in buf.getvalue().splitlines() if ln.strip()))
+
+
+if __name__ == "__main__":
+    main()
