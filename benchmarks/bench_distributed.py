@@ -1,0 +1,175 @@
+"""Data-parallel throughput: documents per second of the E-step + M-step for 1 and 2 processes.
+
+Runs :func:`pyro_ssl.distributed.fit_distributed` on a synthetic Zipf corpus written as an
+on-disk corpus, once with world size 1 (no process group) and once with 2 ``gloo``
+processes on localhost (``torch.multiprocessing.spawn``), one thread per process. The first
+epoch includes the initial paths, so the timed figure is the mean over the later epochs
+(``--epochs`` minus one); ``comm`` is the time inside ``all_reduce`` (it includes waiting for
+the slower rank, so it also measures load imbalance). The table also gives the
+communication volume per epoch (``K x V`` float64 counts per minibatch and sweep plus the
+LSTM gradients per M-step iteration).
+
+This box has 2 cores shared with other jobs: 2 processes can at best double the throughput,
+and only if both cores are free; the load average is printed before and after each run.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py            # ~2-4 minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --quick    # ~1 minute
+    OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --json dist.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import torch  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+from _common import load_average, machine_line, synthetic_corpus  # noqa: E402
+
+
+def _fit_kwargs(args) -> dict:
+    return dict(
+        K=args.K, epochs=args.epochs, hidden_size=args.hidden, num_particles=args.particles,
+        ancestor_lag=args.lag, batch_size=args.batch_size, mstep_iters=args.mstep_iters,
+        init="uniform", seed=0, progress=False, dropout=args.dropout,
+    )
+
+
+def _summarise(history, args) -> dict:
+    timed = history[1:] if len(history) > 1 else history
+    sec = sum(h["seconds"] for h in timed) / len(timed)
+    return {
+        "seconds_per_epoch": sec,
+        "docs_per_second": args.docs / sec,
+        "estep_seconds": sum(h["estep_seconds"] for h in timed) / len(timed),
+        "mstep_seconds": sum(h["mstep_seconds"] for h in timed) / len(timed),
+        "comm_seconds": sum(h["comm_seconds"] for h in timed) / len(timed),
+    }
+
+
+def _worker(rank, world_size, port, data_dir, kwargs, out):
+    import torch.distributed as dist
+
+    from pyro_ssl.data.ondisk import OnDiskCorpus
+    from pyro_ssl.distributed import fit_distributed
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        fit = fit_distributed(OnDiskCorpus.open(data_dir), **kwargs)
+        torch.save(fit.history, os.path.join(out, f"hist{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def comm_volume(args) -> dict:
+    """Bytes all-reduced per epoch (payload, one copy)."""
+    from pyro_ssl.model import LSTMPrior
+
+    n_params = sum(p.numel() for p in LSTMPrior(args.K, args.hidden).parameters())
+    minibatches = -(-args.docs // args.batch_size)
+    counts = minibatches * args.K * args.V * 8  # float64 counts delta per minibatch (1 sweep)
+    grads = minibatches * args.mstep_iters * n_params * 8 if args.dtype == "float64" else \
+        minibatches * args.mstep_iters * n_params * 4
+    return {"lstm_params": n_params, "minibatches": minibatches, "counts_MB": counts / 1e6, "grads_MB": grads / 1e6}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=400)
+    ap.add_argument("--length", type=int, default=100)
+    ap.add_argument("-V", type=int, default=5000)
+    ap.add_argument("-K", type=int, default=50)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--particles", type=int, default=10)
+    ap.add_argument("--lag", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--mstep-iters", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-per-process", type=int, default=None,
+                    help="weak scaling: global minibatch = this x world size (overrides --batch-size)")
+    ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--processes", default="1,2", help="comma-separated world sizes (gloo, localhost)")
+    ap.add_argument("--device", default="cpu", help="cuda: world size 1 only (one GPU here)")
+    ap.add_argument("--quick", action="store_true", help="200 documents, 2 epochs")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.docs, args.epochs = 200, 2
+    torch.set_num_threads(1)
+    from pyro_ssl.data.ondisk import write_ondisk
+    from pyro_ssl.distributed import fit_distributed
+
+    print(machine_line(1))
+    print(f"corpus: {args.docs} docs x {args.length} tokens, V={args.V}; K={args.K}, H={args.hidden}, "
+          f"P={args.particles}, lag={args.lag}, minibatch {args.batch_size}, {args.mstep_iters} M-step iters; "
+          f"timed epochs: {max(args.epochs - 1, 1)}")
+    tokens, lengths = synthetic_corpus(args.docs, args.length, args.V, seed=0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = os.path.join(tmp, "corpus")
+        write_ondisk([tokens[i, : int(n)] for i, n in enumerate(lengths)], data_dir, V=args.V)
+        kwargs = _fit_kwargs(args)
+        kwargs["dtype"] = getattr(torch, args.dtype)
+        for W in [int(w) for w in args.processes.split(",")]:
+            if args.batch_per_process:
+                args.batch_size = kwargs["batch_size"] = args.batch_per_process * W
+            load0 = load_average()
+            t0 = time.perf_counter()
+            if W == 1:
+                fit = fit_distributed(data_dir, **kwargs, device=args.device)
+                wall = time.perf_counter() - t0
+                rows.append(dict(processes=1, device=args.device, load_before=load0, load_after=load_average(),
+                                 wall=wall, **_summarise(fit.history, args)))
+                continue
+            if args.device != "cpu":
+                continue
+            mp.spawn(_worker, args=(W, _free_port(), data_dir, kwargs, tmp), nprocs=W, join=True)
+            wall = time.perf_counter() - t0
+            hists = [torch.load(os.path.join(tmp, f"hist{r}.pt"), weights_only=False) for r in range(W)]
+            s = [_summarise(h, args) for h in hists]
+            # ranks run in lock-step; report rank 0, comm as the max over ranks
+            row = dict(processes=W, device="cpu", load_before=load0, load_after=load_average(), wall=wall, **s[0])
+            row["comm_seconds"] = max(x["comm_seconds"] for x in s)
+            rows.append(row)
+        for r in rows:
+            r["batch_size"] = args.batch_size if not args.batch_per_process else args.batch_per_process * r["processes"]
+    vol = comm_volume(args)
+    base = rows[0]["docs_per_second"]
+    print()
+    print("| processes (device) | minibatch | docs/s | speed-up | s/epoch | E-step s | M-step s | comm s | load before -> after |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['processes']} ({r['device']}) | {r['batch_size']} | {r['docs_per_second']:.1f} | {r['docs_per_second'] / base:.2f}x | "
+              f"{r['seconds_per_epoch']:.2f} | {r['estep_seconds']:.2f} | {r['mstep_seconds']:.2f} | "
+              f"{r['comm_seconds']:.2f} | {r['load_before']} -> {r['load_after']} |")
+    print()
+    print(f"all-reduce payload per epoch: counts {vol['counts_MB']:.1f} MB ({vol['minibatches']} minibatches x "
+          f"K x V float64) + gradients {vol['grads_MB']:.2f} MB ({vol['lstm_params']} LSTM parameters x "
+          f"{args.mstep_iters} iterations per minibatch)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "rows": rows, "comm_volume": vol, "machine": machine_line(1)}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Keyed randomness and the data-parallel fit (issue 9).
+
+* A sweep with :class:`~pyro_ssl.smc.keyed.KeyedNoise` gives each document the same path
+  whatever the other documents of its batch (alone, in another order, with other lengths).
+* Keyed particle Gibbs is still a correct sampler (marginals against enumeration).
+* Two ``gloo`` processes on localhost and one process, same seed: identical topic paths,
+  counts and ``phi``; LSTM weights equal to float64 round-off. A resumed 2-process run
+  continues exactly as the uninterrupted 1-process one.
+"""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from pyro_ssl.exact import enumerate_paths, exact_marginals
+from pyro_ssl.model import LSTMPrior
+from pyro_ssl.smc import FULL_LAG, csmc_sweep, particle_filter
+from pyro_ssl.smc.keyed import KeyedNoise, inverse_cdf, mix_key
+
+Z_SIGMA = 5.0
+
+
+def tiny_model(K=3, V=6, H=8, seed=0):
+    torch.manual_seed(seed)
+    prior = LSTMPrior(K, H, dropout=0.0).double().eval()
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.mul_(3.0)
+    log_phi = torch.log_softmax(1.5 * torch.randn(K, V, dtype=torch.float64), -1)
+    return prior, log_phi
+
+
+def _docs(D=7, V=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 12, (D,), generator=g)
+    x = torch.randint(V, (D, int(lengths.max())), generator=g)
+    return x, lengths
+
+
+def _sweep(prior, log_phi, x, lengths, ids, ref, lag, P=5, key=(3, 1), resampling="multinomial"):
+    T = x.shape[1]
+    noise = KeyedNoise(11, ids, lengths, T, P, key, dtype=torch.float64)
+    return csmc_sweep(prior, log_phi, x, lengths, P, ref, ancestor_lag=lag, resampling=resampling, noise=noise)
+
+
+# ---------------------------------------------------------------------------- keyed noise
+def test_mix_key_is_stable_and_order_sensitive():
+    assert mix_key(1, 2, 3) == mix_key(1, 2, 3)
+    assert len({mix_key(1, 2, 3), mix_key(3, 2, 1), mix_key(1, 2, 4), mix_key(1, "sweep", 3)}) == 4
+    assert 0 <= mix_key(2**70, -5) < 2**63
+
+
+def test_noise_of_a_document_does_not_depend_on_its_batch():
+    a = KeyedNoise(0, [4, 9], [3, 5], T=5, num_particles=2, key=(1, 0))
+    b = KeyedNoise(0, [9], [5], T=8, num_particles=2, key=(1, 0))
+    assert torch.equal(a.proposal(2)[1], b.proposal(2)[0])
+    assert torch.equal(a.resample(4, 2)[1], b.resample(4, 2)[0])
+    assert torch.equal(a.final()[1], b.final()[0])
+    c = KeyedNoise(0, [9], [5], T=5, num_particles=2, key=(2, 0))  # another epoch
+    assert not torch.equal(a.proposal(0)[1], c.proposal(0)[0])
+
+
+def test_inverse_cdf_is_multinomial():
+    g = torch.Generator().manual_seed(0)
+    w = torch.tensor([[0.1, 0.6, 0.3]], dtype=torch.float64)
+    u = torch.rand(1, 200000, generator=g, dtype=torch.float64)
+    idx = inverse_cdf(w.log(), u)
+    freq = torch.bincount(idx[0], minlength=3).double() / u.shape[1]
+    assert torch.allclose(freq, w[0], atol=5 * (0.25 / u.shape[1]) ** 0.5)
+
+
+@pytest.mark.parametrize("lag", [0, 2, FULL_LAG])
+def test_keyed_sweep_paths_do_not_depend_on_batch_composition(lag):
+    prior, log_phi = tiny_model()
+    x, lengths = _docs()
+    D = x.shape[0]
+    ids = torch.arange(100, 100 + D)
+    ref = torch.randint(3, x.shape, generator=torch.Generator().manual_seed(2))
+    full = _sweep(prior, log_phi, x, lengths, ids, ref, lag)
+    for d in range(D):  # each document alone, at its own length
+        n = int(lengths[d])
+        alone = _sweep(prior, log_phi, x[d : d + 1, :n], lengths[d : d + 1], ids[d : d + 1], ref[d : d + 1, :n], lag)
+        assert torch.equal(alone.path[0], full.path[d, :n])
+        assert torch.allclose(alone.log_Z[0], full.log_Z[d], atol=1e-12)
+    perm = torch.tensor([5, 2, 6, 0])  # another composition and order
+    T = int(lengths[perm].max())
+    part = _sweep(prior, log_phi, x[perm, :T], lengths[perm], ids[perm], ref[perm, :T], lag)
+    assert torch.equal(part.path, full.path[perm, :T])
+    other_key = _sweep(prior, log_phi, x, lengths, ids, ref, lag, key=(4, 1))
+    assert not torch.equal(other_key.path, full.path)
+
+
+@pytest.mark.parametrize("resampling", ["multinomial", "systematic", "stratified"])
+def test_keyed_particle_filter_does_not_depend_on_batch(resampling):
+    prior, log_phi = tiny_model()
+    x, lengths = _docs(seed=5)
+    ids = torch.arange(x.shape[0])
+    full = _sweep(prior, log_phi, x, lengths, ids, None, 0, resampling=resampling)
+    half = slice(2, 5)
+    T = int(lengths[half].max())
+    part = _sweep(prior, log_phi, x[half, :T], lengths[half], ids[half], None, 0, resampling=resampling)
+    assert torch.equal(part.path, full.path[half, :T])
+    assert torch.allclose(part.log_Z, full.log_Z[half], atol=1e-12)
+
+
+def test_default_generator_path_is_unchanged_by_noise_argument():
+    prior, log_phi = tiny_model()
+    x, lengths = _docs()
+    ref = torch.zeros_like(x)
+    a = csmc_sweep(prior, log_phi, x, lengths, 4, ref, ancestor_lag=2, generator=torch.Generator().manual_seed(0))
+    b = csmc_sweep(prior, log_phi, x, lengths, 4, ref, ancestor_lag=2, generator=torch.Generator().manual_seed(0),
+                   noise=None)
+    assert torch.equal(a.path, b.path)
+    pf = particle_filter(prior, log_phi, x, lengths, 4, noise=KeyedNoise(0, range(7), lengths, x.shape[1], 4))
+    assert pf.path.shape == x.shape
+
+
+@pytest.mark.parametrize("P,lag", [(4, 0), (3, 2)])
+def test_keyed_particle_gibbs_marginals_match_enumeration(P, lag):
+    """Keyed draws are still the right draws: marginals of 1500 chains x 10 kept sweeps
+    against enumeration of all 3^5 paths (SE as in tests/test_smc.py)."""
+    prior, log_phi = tiny_model()
+    x = torch.tensor([0, 3, 3, 5, 1])
+    paths, log_post, _ = enumerate_paths(prior, log_phi, x)
+    exact = exact_marginals(paths, log_post, 3)
+    chains, sweeps, keep, T = 1500, 30, 10, 5
+    ref = torch.randint(3, (chains, T), generator=torch.Generator().manual_seed(0))
+    xb, lengths = x.expand(chains, T), torch.full((chains,), T)
+    acc = torch.zeros(T, 3, dtype=torch.float64)
+    for it in range(sweeps):
+        ref = _sweep(prior, log_phi, xb, lengths, torch.arange(chains), ref, lag, P=P, key=(it, 0)).path
+        if it >= sweeps - keep:
+            acc += torch.nn.functional.one_hot(ref, 3).double().mean(0)
+    est = acc / keep
+    se = torch.sqrt(exact * (1 - exact) / chains).clamp_min(1e-3)
+    assert ((est - exact).abs() <= Z_SIGMA * se).all(), (est - exact).abs().max()
+
+
+# ---------------------------------------------------------------------------- distributed fit
+FIT = dict(
+    K=3, epochs=3, hidden_size=8, num_particles=4, ancestor_lag=2, batch_size=7, mstep_iters=2,
+    dropout=0.2, lr=0.05, seed=5, dtype=torch.float64, init="smc", progress=False, return_paths=True,
+)
+
+
+def _corpus(D=23, V=15, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 16, (D,), generator=g)
+    return [torch.randint(V, (int(n),), generator=g).tolist() for n in lengths]
+
+
+def _summary(fit):
+    return {
+        "paths": fit.paths,
+        "counts": fit.counts.cpu(),
+        "log_phi": fit.ssl.log_phi.cpu(),
+        "weights": {k: v.cpu() for k, v in fit.ssl.model.state_dict().items()},
+        "history": fit.history,
+    }
+
+
+def _worker(rank, world_size, init_method, data_dir, ckpt_dir, out_dir):
+    import torch.distributed as dist
+
+    from pyro_ssl.data.ondisk import OnDiskCorpus
+    from pyro_ssl.distributed import fit_distributed
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
+    try:
+        data = OnDiskCorpus.open(data_dir)
+        straight = fit_distributed(data, **FIT)
+        # Interrupted after 2 epochs, resumed by every rank from rank 0's checkpoint.
+        fit_distributed(data, **dict(FIT, epochs=2), checkpoint_dir=ckpt_dir)
+        resumed = fit_distributed(data, **FIT, checkpoint_dir=ckpt_dir, resume=True)
+        torch.save({"straight": _summary(straight), "resumed": _summary(resumed),
+                    "local_docs": straight.history[0]["local_docs"]},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_match_one_process(tmp_path):
+    from pyro_ssl.data.ondisk import write_ondisk
+    from pyro_ssl.distributed import CHECKPOINT_FILE, fit_distributed
+
+    data = write_ondisk(_corpus(), tmp_path / "corpus", V=15)
+    one = fit_distributed(data, **FIT)
+    assert one.world_size == 1 and len(one.history) == 3
+    ckpt = tmp_path / "ckpt"
+    os.makedirs(ckpt)
+    mp.spawn(_worker, args=(2, f"tcp://127.0.0.1:{_free_port()}", str(tmp_path / "corpus"), str(ckpt), str(tmp_path)),
+             nprocs=2, join=True)
+    assert (ckpt / CHECKPOINT_FILE).is_file()  # written by rank 0
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert sorted(r["local_docs"] for r in ranks) == [11, 12]  # each rank swept only its shard
+    ref = _summary(one)
+    for r in ranks:
+        for run in ("straight", "resumed"):
+            got = r[run]
+            # Discrete state and everything computed from integer counts: exactly equal.
+            assert torch.equal(got["paths"], ref["paths"])
+            assert torch.equal(got["counts"], ref["counts"])
+            assert torch.equal(got["log_phi"], ref["log_phi"])
+            # LSTM weights: gradients summed in another order, float64 round-off only.
+            for k, w in ref["weights"].items():
+                assert torch.allclose(got["weights"][k], w, rtol=0, atol=1e-10), k
+            for a, b in zip(got["history"], ref["history"]):
+                assert a["log_joint_per_token"] == pytest.approx(b["log_joint_per_token"], abs=1e-9)
+    # The paths moved, and the counts are the paths' counts.
+    assert ref["history"][-1]["update_rate"] > 0
+    assert float(ref["counts"].sum()) == sum(len(d) for d in _corpus())
+
+
+def test_resume_on_one_process_and_checkpoint_contents(tmp_path):
+    from pyro_ssl.distributed import CHECKPOINT_FILE, fit_distributed
+
+    docs = _corpus(D=10)
+    cfg = dict(FIT, init="uniform", emission="global", batch_size=4)
+    full = fit_distributed(docs, **cfg)
+    fit_distributed(docs, **dict(cfg, epochs=1), checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
+    assert state["epoch"] == 1 and state["paths"].numel() == sum(map(len, docs)) and len(state["history"]) == 1
+    resumed = fit_distributed(docs, **cfg, checkpoint_dir=tmp_path, resume=True)
+    assert torch.equal(resumed.paths, full.paths)
+    assert torch.equal(resumed.counts, full.counts)
+    with pytest.raises(ValueError, match="documents"):
+        fit_distributed(docs[:-1], **cfg, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_distributed_rejects_unsupported_options():
+    from pyro_ssl.distributed import fit_distributed
+
+    with pytest.raises(ValueError, match="smoothed"):
+        fit_distributed(_corpus(D=4), **dict(FIT, phi_update="gibbs"))
+
+
+def test_command_line_world_size_one(tmp_path):
+    from pyro_ssl.data.ondisk import write_ondisk
+    from pyro_ssl.distributed import main
+
+    write_ondisk(_corpus(D=8), tmp_path / "c", V=15)
+    rc = main(["--data", str(tmp_path / "c"), "-K", "3", "--epochs", "1", "--hidden-size", "8", "--particles", "3",
+               "--batch-size", "4", "--mstep-iters", "1", "--out", str(tmp_path / "model"), "--log",
+               str(tmp_path / "log.jsonl"), "--quiet"])
+    assert rc == 0 and (tmp_path / "model" / "config.json").is_file()
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("hashed", [False, True])
+def test_keyed_dropout_masks_do_not_depend_on_batch(hashed):
+    from pyro_ssl.distributed import _hashed_dropout_masks, keyed_dropout_masks
+
+    def masks(ids, lengths, T):
+        if hashed:  # the GPU branch, run on the CPU
+            return _hashed_dropout_masks(0, (1, 2), torch.tensor(ids), T, (16, 24), 0.25, "cpu", torch.float64)
+        return keyed_dropout_masks(0, (1, 2), torch.tensor(ids), torch.tensor(lengths), T, (16, 24), 0.25, "cpu",
+                                   torch.float64)
+
+    a_in, a_out = masks([3, 7], [5, 9], 9)
+    b_in, b_out = masks([7], [9], 12)
+    assert torch.equal(a_in[1], b_in[0, :9]) and torch.equal(a_out[1], b_out[0, :9])
+    assert not torch.equal(a_in[0, :5], a_in[1, :5])
+    big, _ = masks(list(range(64)), [50] * 64, 50)
+    kept = (big > 0).double().mean()
+    assert abs(float(kept) - 0.75) < 0.01 and torch.allclose(big[big > 0], torch.tensor(1 / 0.75, dtype=torch.float64))
+
+
+def test_documented_launch_commands_parse():
+    import re
+    import shlex
+    from pathlib import Path
+
+    from pyro_ssl.distributed import build_parser
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "scaling.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M)
+    commands = [ln.strip() for b in blocks for ln in b.replace("\\\n", " ").splitlines()
+                if "-m pyro_ssl.distributed" in ln and not ln.strip().startswith("#")]
+    assert len(commands) >= 3
+    for cmd in commands:
+        args = shlex.split(cmd)
+        build_parser().parse_args(args[args.index("pyro_ssl.distributed") + 1 :])
