@@ -3,7 +3,7 @@
 Prints the learned topics and the held-out document-completion perplexity next to a unigram
 model's on the same tokens. About two minutes on 2 CPU cores.
 
-    python examples/quickstart.py [--epochs 30] [--topics 20]
+    python examples/quickstart.py [--epochs 20] [--topics 20]
 """
 
 import argparse
@@ -20,7 +20,7 @@ from pyro_ssl.evaluation import perplexity
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topics", type=int, default=20, help="number of topics K")
-    parser.add_argument("--epochs", type=int, default=30, help="stochastic-EM epochs")
+    parser.add_argument("--epochs", type=int, default=20, help="stochastic-EM epochs")
     parser.add_argument("--prefix", type=int, default=100, help="observed tokens of each test document")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,11 +36,12 @@ def main(argv=None):
     model = pyro_ssl.fit(train, K=args.topics, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
     print(f"fitted in {time.perf_counter() - t0:.1f} s\n")
     print("Topics (most used first):")
-    for k, words in zip(range(10), model.top_words(8)):
-        print(f"  topic {k:2d}: {' '.join(words)}")
+    top = model.top_words(8)
+    for k, _ in model.show_topics(num_topics=10):
+        print(f"  topic {k:2d}: {' '.join(top[k])}")
 
     tokens, lengths = test.padded()
-    est = model.completion_perplexity(tokens, lengths, T1=args.prefix, num_particles=200, seeds=(0, 1, 2))
+    est = model.completion_perplexity(tokens, lengths, T1=args.prefix, num_particles=100, seeds=(0, 1, 2))
     uni = UnigramLM(beta=0.1).fit([train[i] for i in range(len(train))], corpus.V)
     held = (lengths - args.prefix).clamp_min(0).sum()
     uni_ppl = perplexity(float(uni.completion_log_likelihood(tokens, lengths, args.prefix).sum()), int(held))
