@@ -94,6 +94,8 @@ def parse_args(argv=None):
     p.add_argument("--curve-particles", type=int, default=None,
                    help="particles of the per-epoch SSL perplexity curve (default 100)")
     p.add_argument("--lstm-lr", type=float, default=5e-3, help="LSTM LM Adam learning rate (default 5e-3)")
+    p.add_argument("--lstm-patience", type=int, default=6,
+                   help="LSTM LM early-stopping patience in epochs (default 6)")
     p.add_argument("--eval-every", type=int, default=1,
                    help="score the per-epoch SSL curve every this many epochs (default 1)")
     p.add_argument("--preset", default=None, choices=("seed",),
@@ -215,7 +217,7 @@ def main(argv=None) -> int:
     # lr 5e-3 with patience 6: at 1e-3 the LM stops (early stopping) near the unigram level on
     # 20k training tokens; 5e-3 reached 331 against 424 on the seed setup (docs/results.md).
     lstm_kwargs = dict(hidden_size=64, embed_dim=64, dropout=0.2, max_epochs=args.lstm_epochs,
-                       lr=args.lstm_lr, patience=6)
+                       lr=args.lstm_lr, patience=args.lstm_patience)
     if args.device:
         lstm_kwargs["device"] = args.device
     result = compare(
