@@ -251,9 +251,3 @@ class StochasticEM:
         self.epoch = int(state["epoch"])
         self.generator.set_state(state["generator"])
         self.mstep.load_state_dict(state["mstep"])
-
-
-def log_phi_entropy(log_phi: torch.Tensor) -> float:
-    """Mean topic entropy in nats (diagnostic: near ``log V`` means topics learned nothing)."""
-    return float(-(log_phi.exp() * log_phi).sum(-1).mean())
-
