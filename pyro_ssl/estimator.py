@@ -325,7 +325,12 @@ class SSL:
     def show_topics(self, num_topics: int = -1, num_words: int = 10) -> list[tuple[int, str]]:
         """gensim-style ``[(k, "0.031*"word" + ...")]``, topics ordered by usage."""
         self._check_fitted()
-        usage = self._em.counts.sum(-1) if self._em is not None else torch.ones(self.K)
+        if self._em is not None:
+            usage = self._em.counts.sum(-1)
+        else:
+            # A loaded model has no training paths: rank by usage under its own prior instead.
+            z, _ = self.sample(256, 64, seed=0)
+            usage = torch.bincount(z.reshape(-1), minlength=self.K).to(torch.float64)
         order = usage.argsort(descending=True).tolist()
         if num_topics > 0:
             order = order[:num_topics]

@@ -189,3 +189,15 @@ def test_leave_out_emission_equals_phi_from_other_documents():
         ref = smoothed_log_phi(counts - own, 0.3)
         n = int(lengths[d])
         assert torch.allclose(fast[d, :n], ref[:, x[d, :n]].T, atol=1e-12)
+
+
+def test_loaded_model_ranks_topics_by_prior_usage(tmp_path):
+    docs = simulated_corpus(D=20, T=12)
+    m = pyro_ssl.fit(docs, K=3, epochs=2, num_particles=4, hidden_size=8, progress=False)
+    m.save(tmp_path / "m")
+    loaded = pyro_ssl.SSL.load(tmp_path / "m")
+    z, _ = loaded.sample(256, 64, seed=0)
+    usage = torch.bincount(z.reshape(-1), minlength=3)
+    order = [k for k, _ in loaded.show_topics()]
+    assert sorted(order) == [0, 1, 2]
+    assert usage[order].tolist() == sorted(usage.tolist(), reverse=True)
