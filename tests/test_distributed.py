@@ -16,21 +16,12 @@ import torch
 import torch.multiprocessing as mp
 
 from pyro_ssl.exact import enumerate_paths, exact_marginals
-from pyro_ssl.model import LSTMPrior
 from pyro_ssl.smc import FULL_LAG, csmc_sweep, particle_filter
 from pyro_ssl.smc.keyed import KeyedNoise, inverse_cdf, mix_key
 
+from helpers import tiny_model
+
 Z_SIGMA = 5.0
-
-
-def tiny_model(K=3, V=6, H=8, seed=0):
-    torch.manual_seed(seed)
-    prior = LSTMPrior(K, H, dropout=0.0).double().eval()
-    with torch.no_grad():
-        for p in prior.parameters():
-            p.mul_(3.0)
-    log_phi = torch.log_softmax(1.5 * torch.randn(K, V, dtype=torch.float64), -1)
-    return prior, log_phi
 
 
 def _docs(D=7, V=6, seed=1):

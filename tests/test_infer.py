@@ -14,6 +14,8 @@ from pyro_ssl.infer import ParticleGibbs, topic_word_counts, to_inference_data
 from pyro_ssl.infer.mstep import PriorMStep, smoothed_log_phi
 from pyro_ssl.model import TopicalSSL
 
+from helpers import simulated_corpus
+
 Z_SIGMA = 5.0
 
 
@@ -95,19 +97,6 @@ def test_mstep_increases_likelihood_of_paths():
     state = m.state_dict()
     assert state and all("ssl_prior" in k for k in state)
     assert len(pyro.get_param_store()) == 0  # nothing leaked into the global store
-
-
-def simulated_corpus(K=3, V=12, D=60, T=30, seed=0):
-    """Documents from a sticky 3-topic model with disjoint word blocks."""
-    g = torch.Generator().manual_seed(seed)
-    docs = []
-    for _ in range(D):
-        z = [int(torch.randint(K, (1,), generator=g))]
-        for _ in range(T - 1):
-            z.append(z[-1] if torch.rand(1, generator=g) < 0.9 else int(torch.randint(K, (1,), generator=g)))
-        words = [k * (V // K) + int(torch.randint(V // K, (1,), generator=g)) for k in z]
-        docs.append(words)
-    return docs
 
 
 def test_fit_is_reproducible_and_learns_topics():

@@ -23,6 +23,8 @@ from pyro_ssl.exact import enumerate_paths
 from pyro_ssl.infer.svi import GuideSequence, SSLGuide, SVIConfig, SVITrainer, fit_svi
 from pyro_ssl.model import TopicalSSL, log_joint
 
+from helpers import simulated_corpus
+
 Z_SIGMA = 4.0
 K, V, T = 3, 6, 5
 X1 = torch.tensor([0, 3, 3, 5, 1])
@@ -200,16 +202,6 @@ def test_model_informed_guide_starts_at_the_adapted_proposal():
 
 
 # ------------------------------------------------------------------------------ learning
-def simulated_corpus(K=3, V=12, D=60, T=30, seed=0):
-    """Documents from a sticky 3-topic model with disjoint word blocks (as in test_infer)."""
-    g = torch.Generator().manual_seed(seed)
-    docs = []
-    for _ in range(D):
-        z = [int(torch.randint(K, (1,), generator=g))]
-        for _ in range(T - 1):
-            z.append(z[-1] if torch.rand(1, generator=g) < 0.9 else int(torch.randint(K, (1,), generator=g)))
-        docs.append([k * (V // K) + int(torch.randint(V // K, (1,), generator=g)) for k in z])
-    return docs
 
 
 def matched_overlap(phi):

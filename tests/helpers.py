@@ -1,0 +1,28 @@
+"""Models and corpora shared by several test modules."""
+
+import torch
+
+from pyro_ssl.model import LSTMPrior
+
+
+def tiny_model(K=3, V=6, H=8, seed=0):
+    """A float64 LSTM prior with real memory (weights scaled up) and random topics ``(K, V)``."""
+    torch.manual_seed(seed)
+    prior = LSTMPrior(K, H, dropout=0.0).double().eval()
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.mul_(3.0)  # a prior with real memory, far from uniform
+    log_phi = torch.log_softmax(1.5 * torch.randn(K, V, dtype=torch.float64), -1)
+    return prior, log_phi
+
+
+def simulated_corpus(K=3, V=12, D=60, T=30, seed=0):
+    """Documents from a sticky ``K``-topic model whose topics own disjoint blocks of words."""
+    g = torch.Generator().manual_seed(seed)
+    docs = []
+    for _ in range(D):
+        z = [int(torch.randint(K, (1,), generator=g))]
+        for _ in range(T - 1):
+            z.append(z[-1] if torch.rand(1, generator=g) < 0.9 else int(torch.randint(K, (1,), generator=g)))
+        docs.append([k * (V // K) + int(torch.randint(V // K, (1,), generator=g)) for k in z])
+    return docs
