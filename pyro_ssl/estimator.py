@@ -16,6 +16,7 @@ import pyro
 import torch
 
 from . import evaluation
+from .baselines.base import LanguageModel
 from .infer.em import EMConfig, StochasticEM
 from .model import TopicalSSL, length_mask
 from .smc.csmc import csmc_sweep, particle_filter
@@ -69,7 +70,7 @@ PRESETS = {
 }
 
 
-class SSL:
+class SSL(LanguageModel):
     """Topical State Space LSTM fitted by particle Gibbs within stochastic EM.
 
     The defaults were chosen by measurement on the seed's IMDB setup (``docs/learning.md``):
@@ -118,6 +119,8 @@ class SSL:
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         preset: str | None = None,
+        epochs: int = 30,
+        eval_particles: int = 1000,
     ):
         if preset is not None:
             if preset not in PRESETS:
@@ -144,6 +147,7 @@ class SSL:
         )
         self.config.validate()
         self.seed = int(seed)
+        self.epochs, self.eval_particles = int(epochs), int(eval_particles)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         self.model: TopicalSSL | None = None
@@ -180,7 +184,7 @@ class SSL:
     def fit(
         self,
         data,
-        epochs: int = 30,
+        epochs: int | None = None,
         *,
         vocab_size: int | None = None,
         eval_data=None,
@@ -239,6 +243,7 @@ class SSL:
             start_epoch = _io.restore_checkpoint(self, ckpt, fingerprint)
         from tqdm.auto import tqdm
 
+        epochs = self.epochs if epochs is None else epochs
         remaining = max(start_epoch + int(epochs) - em.epoch, 0)
         bar = tqdm(range(remaining), desc="pyro-ssl fit", disable=not progress, unit="epoch")
         for _ in bar:
@@ -266,6 +271,15 @@ class SSL:
         self._check_fitted()
         tokens, lengths, _, _ = as_tokens(data, self.V)
         return evaluation.heldout_log_likelihood(self.prior, self.log_phi, tokens, lengths, num_particles, seeds)
+
+    def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """``(B, T)`` particle-filter estimates of ``log p(x_t | x_<t)`` (0 at padding), with
+        ``eval_particles`` particles: the :class:`~pyro_ssl.baselines.LanguageModel` interface.
+
+        Their sum over a document is ``log Zhat``, whose exponential is unbiased for ``p(x)``.
+        """
+        self._check_fitted()
+        return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, self.eval_particles, seed=seed)
 
     def completion_perplexity(self, tokens, lengths, T1: int, num_particles: int = 1000, seeds=(0, 1, 2)):
         """Document-completion perplexity of the continuation after ``T1`` tokens."""
