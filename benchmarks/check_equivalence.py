@@ -73,7 +73,7 @@ def reference_sweep(prior, resampler, log_phi, x, lengths, P, reference=None, la
         if t == 0:
             a = identity
         else:
-            a = resampler(log_w, P, generator)
+            a = resampler(log_w, torch.rand(B, resampler.num_uniforms(P), generator=generator, device=device, dtype=dtype))
             if reference is not None:
                 if lag > 0:
                     look = log_pi.gather(-1, reference[:, t].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)

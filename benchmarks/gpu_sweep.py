@@ -77,8 +77,9 @@ def load_sweep_modules():
         sys.modules[name] = pkg
     mods = {}
     for name, rel in (
+        ("_ssl_core.config", "config.py"),
         ("_ssl_core.model", "model.py"),
-        ("_ssl_core.smc.categorical", "smc/categorical.py"),
+        ("_ssl_core.smc.uniforms", "smc/uniforms.py"),
         ("_ssl_core.smc.resampling", "smc/resampling.py"),
         ("_ssl_core.smc.csmc", "smc/csmc.py"),
     ):

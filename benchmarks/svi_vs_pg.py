@@ -107,7 +107,7 @@ def run_one(method: str, K: int, split, args) -> dict:
     last = model.history[-1]
     rec["last_train_metric"] = {k: last[k] for k in ("elbo_per_token", "log_joint_per_token") if k in last}
     if method == "svi":
-        rec["settings"] = model.svi_config.as_dict()
+        rec["settings"] = model.svi.config.as_dict()
     else:
         rec["settings"] = model.get_params()
     return rec

@@ -186,8 +186,10 @@ def main(argv=None) -> int:
 
     import pyro_ssl  # noqa: F401
     from pyro_ssl import plots
-    from pyro_ssl.comparison import compare
     from pyro_ssl.data import Corpus, completion_split, read_texts
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from comparison import compare  # the harness lives in experiments/, outside the package
 
     if args.threads:
         torch.set_num_threads(args.threads)

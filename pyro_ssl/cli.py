@@ -22,19 +22,14 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from . import __version__
+from .config import add_setting_flags, chosen_settings
+from .data import Corpus, gensim_corpus_texts, load_corpus, tokenize
+from .estimator import SSL
+
 __all__ = ["main", "build_parser"]
-
-
-def _lag(value: str):
-    if value == "full":
-        return value
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"ancestor lag must be an integer >= 0 or 'full', got {value!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"ancestor lag must be >= 0, got {v}")
-    return v
 
 
 def _positive_int(value: str) -> int:
@@ -55,38 +50,6 @@ def _seeds(value: str) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------- parser
-_SSL_OPTIONS = [
-    # flag, SSL argument, type, help
-    ("--particles", "num_particles", int, "particles per document in the E-step, >= 2"),
-    ("--ancestor-lag", "ancestor_lag", _lag, "ancestor-sampling look-ahead: 0 = plain CSMC, an integer L, or 'full'"),
-    ("--hidden-size", "hidden_size", _positive_int, "LSTM hidden units"),
-    ("--embed-dim", "embed_dim", _positive_int, "topic embedding size (default: the hidden size)"),
-    ("--dropout", "dropout", float, "LSTM dropout during M-steps"),
-    ("--beta", "beta", float, "Dirichlet smoothing of the topic-word distributions"),
-    ("--batch-size", "batch_size", _positive_int, "documents per minibatch"),
-    ("--lr", "lr", float, "Adam learning rate"),
-    ("--mstep-iters", "mstep_iters", int, "gradient steps per minibatch"),
-    ("--clip-norm", "clip_norm", float, "gradient-norm clip"),
-    ("--init", "init", str, "initial topic paths: uniform, smc or hmm"),
-    ("--init-steps", "init_steps", int, "M-step iterations pre-training the prior on the initial paths"),
-    ("--phi-update", "phi_update", str, "topic-word update: smoothed or gibbs"),
-    ("--emission", "emission", str, "emission distributions in the sweep: global or leave_out"),
-    ("--resampling", "resampling", str, "resampling scheme of the sweep"),
-    ("--sweeps-per-epoch", "sweeps_per_epoch", _positive_int, "E-step sweeps per minibatch per epoch"),
-    ("--seed", "seed", int, "random seed"),
-]
-
-
-def _ssl_defaults() -> dict:
-    """The defaults of :class:`~pyro_ssl.SSL` (read from its signature, so the CLI follows them)."""
-    import inspect
-
-    from .estimator import SSL
-
-    return {k: v.default for k, v in inspect.signature(SSL.__init__).parameters.items()
-            if v.default is not inspect.Parameter.empty}
-
-
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars and fewer messages")
     p.add_argument("--threads", type=_positive_int, default=None,
@@ -117,8 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="State Space LSTM topic models with particle Gibbs (pyro-ssl).",
         epilog="Run 'pyro-ssl COMMAND --help' for the options of a command.",
     )
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"pyro-ssl {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -130,16 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=_positive_int, default=5000,
                    help="vocabulary size including <unk> (most frequent words; default 5000)")
     p.add_argument("--min-count", type=_positive_int, default=1, help="minimum word frequency (default 1)")
-    d = _ssl_defaults()
-    p.add_argument("-K", "--topics", type=_positive_int, default=None, dest="K",
-                   help=f"number of topics K (default {d['K']})")
-    p.add_argument("--epochs", type=_positive_int, default=20, help="stochastic-EM epochs (default 20)")
-    # SSL settings: None means "the package default" (shown in the help), so the CLI follows it.
-    for flag, dest, typ, text in _SSL_OPTIONS:
-        if dest not in d:
-            continue
-        shown = f"{text} (default {d[dest]})" if d[dest] is not None else text
-        p.add_argument(flag, type=typ, default=None, dest=dest, metavar=flag[2:].upper().replace("-", "_"), help=shown)
+    # Every model, sampler and learning setting, generated from pyro_ssl.config (defaults there).
+    add_setting_flags(p)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="model precision (default float32)")
     p.add_argument("--out", metavar="DIR", default=None, help="directory to save the fitted model to")
@@ -213,8 +166,6 @@ def _say(args, *msg) -> None:
 
 def _load_texts_corpus(args, vocab=None):
     """The corpus of ``args`` (path or ``--gensim``), filtered and truncated."""
-    from .data import Corpus, gensim_corpus_texts, load_corpus
-
     if (args.corpus is None) == (args.gensim is None):
         raise ValueError("give a corpus path or --gensim NAME (exactly one)")
     vocab_size = getattr(args, "vocab_size", None)
@@ -238,9 +189,7 @@ def _load_texts_corpus(args, vocab=None):
 
 
 def _load_model(args):
-    from .io import load_model
-
-    return load_model(args.model, device=args.device)
+    return SSL.load(args.model, device=args.device)
 
 
 def _pairs(words, topics) -> str:
@@ -249,23 +198,14 @@ def _pairs(words, topics) -> str:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_fit(args) -> int:
-    import torch
-
-    from .estimator import SSL
-
-    corpus = _load_texts_corpus(args)
-    _say(args, f"corpus: {len(corpus)} documents, {corpus.num_tokens} tokens, V={corpus.V}")
-    defaults = _ssl_defaults()
-    kwargs = {dest: getattr(args, dest) for _, dest, _, _ in _SSL_OPTIONS
-              if dest in defaults and getattr(args, dest, None) is not None}
-    if args.K is not None:
-        kwargs["K"] = args.K
-    kwargs.update(device=args.device, dtype=getattr(torch, args.dtype))
+    kwargs = chosen_settings(args)
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
-    model = SSL(**kwargs)
+    model = SSL(device=args.device, dtype=getattr(torch, args.dtype), **kwargs)  # settings checked first
+    corpus = _load_texts_corpus(args)
+    _say(args, f"corpus: {len(corpus)} documents, {corpus.num_tokens} tokens, V={corpus.V}")
     try:
-        model.fit(corpus, epochs=args.epochs, progress=not args.quiet,
+        model.fit(corpus, progress=not args.quiet,
                   checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     except KeyboardInterrupt:
         if args.checkpoint_dir:
@@ -361,8 +301,6 @@ def cmd_topics(args) -> int:
 def cmd_assign(args) -> int:
     from tqdm.auto import tqdm
 
-    from .data import tokenize
-
     model = _load_model(args)
     if model.vocab is None:
         raise ValueError(f"{args.model}: the model has no vocabulary; assign topics to token ids from Python")
@@ -417,8 +355,6 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     try:
         return _COMMANDS[args.command](args)

@@ -6,7 +6,7 @@ registered measure name (``"c_npmi"``, ``"c_v"``, ``"u_mass"``, ``"c_uci"``), so
 gensim's and comparable with anything else computed by it. What this module adds:
 
 * the same reference texts for every model (the caller passes them; in
-  :mod:`pyro_ssl.comparison` they are the training prefixes decoded with the shared vocabulary);
+  ``experiments/comparison.py`` they are the training prefixes decoded with the shared vocabulary);
 * ``<unk>`` is removed from the top words before scoring: it is the bucket of all
   out-of-vocabulary words, not a word, and its co-occurrence with everything would make a topic
   that happens to rank it highly look coherent (or incoherent) for no linguistic reason.

@@ -8,7 +8,9 @@ know from hmmlearn and gensim: ``fit``, ``score``, ``predict``, ``sample``, ``sh
 
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,10 +18,15 @@ import pyro
 import torch
 
 from . import evaluation
+from . import io as persistence
 from .baselines.base import LanguageModel
-from .infer.em import EMConfig, StochasticEM
+from .config import SSLConfig, settings
+from .data.shard import TokenShard
+from .data.vocabulary import Vocabulary
+from .infer.em import StochasticEM
 from .model import TopicalSSL, length_mask
 from .smc.csmc import csmc_sweep, particle_filter
+from .smc.resampling import get_resampler, inverse_cdf
 
 __all__ = ["SSL", "fit", "as_tokens"]
 
@@ -62,92 +69,44 @@ def as_tokens(data, vocab_size: int | None = None):
     return tokens, lengths, V, vocab
 
 
-PRESETS = {
-    # The seed's configuration (issue 8's measurements): uniform start, plain CSMC with 10
-    # particles, every document swept under phi from all documents, then one M-step.
-    "seed": dict(num_particles=10, ancestor_lag=0, init="uniform", emission="global",
-                 batch_size=10**9, mstep_iters=1),
-}
-
-
 class SSL(LanguageModel):
     """Topical State Space LSTM fitted by particle Gibbs within stochastic EM.
 
-    The defaults were chosen by measurement on the seed's IMDB setup (``docs/learning.md``):
-    ancestor sampling with look-ahead 5, documents swept under topics fitted to the other
-    documents, a start from a particle-filter pass under randomly perturbed topics, and
-    minibatches of 50 documents with 5 M-step iterations each. ``preset="seed"`` restores
-    the seed's configuration.
+    Construct with settings, ``fit``, then ``score``, ``completion_perplexity``, ``predict``,
+    ``sample``, ``show_topics``, ``save``/``load``. Every setting is a field of
+    :class:`~pyro_ssl.config.ModelConfig`, :class:`~pyro_ssl.config.SamplerConfig` or
+    :class:`~pyro_ssl.config.LearningConfig`, passed by name (``SSL(K=10, num_particles=20)``);
+    the defaults live there and were chosen by measurement (``docs/learning.md``).
+    ``preset="seed"`` starts from the seed's configuration instead (explicit settings win).
 
     Args:
-        K: number of topics.
-        num_particles: E-step particles per document.
-        ancestor_lag: ancestor-sampling look-ahead for the reference path (0 = plain CSMC as in
-            the seed; ``"full"`` = exact PGAS).
-        hidden_size, embed_dim, dropout: LSTM prior sizes.
-        beta: Dirichlet smoothing of ``phi``.
-        batch_size, lr, mstep_iters, clip_norm: stochastic-EM settings (see :class:`EMConfig`).
-        init, init_steps, phi_update, emission, resampling, sweeps_per_epoch: see
-            :class:`EMConfig`.
-        seed: makes fits reproducible (same seed, same result on the same device).
+        K: number of topics (a :class:`~pyro_ssl.config.ModelConfig` field).
+        preset: a name from :data:`~pyro_ssl.config.PRESETS`.
         device: ``None`` for CPU, or any torch device (``"cuda"`` when you have one).
         dtype: floating type of the model (float32 default; tests use float64).
-        preset: ``"seed"`` overrides the sampler and learning settings with the seed's.
+        **settings: any other field of the configuration, and ``seed``.
+
+    Attributes:
+        config: the :class:`~pyro_ssl.config.SSLConfig`.
+        model: the :class:`~pyro_ssl.model.TopicalSSL` once fitted or loaded.
+        log_phi: ``(K, V)`` log topic-word probabilities; history: one dict per epoch.
     """
 
-    def __init__(
-        self,
-        K: int = 50,
-        *,
-        num_particles: int = 10,
-        ancestor_lag: int | str = 5,
-        hidden_size: int = 64,
-        embed_dim: int | None = None,
-        dropout: float = 0.2,
-        beta: float = 0.1,
-        batch_size: int = 50,
-        lr: float = 1e-2,
-        mstep_iters: int = 5,
-        clip_norm: float = 5.0,
-        init: str = "smc",
-        init_steps: int = 0,
-        phi_update: str = "smoothed",
-        emission: str = "leave_out",
-        resampling: str = "multinomial",
-        sweeps_per_epoch: int = 1,
-        seed: int = 0,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype = torch.float32,
-        preset: str | None = None,
-        epochs: int = 30,
-        eval_particles: int = 1000,
-    ):
-        if preset is not None:
-            if preset not in PRESETS:
-                raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-            p = PRESETS[preset]
-            num_particles, ancestor_lag, init, emission = p["num_particles"], p["ancestor_lag"], p["init"], p["emission"]
-            batch_size, mstep_iters = p["batch_size"], p["mstep_iters"]
-        self.K = int(K)
-        self.hidden_size, self.embed_dim, self.dropout, self.beta = hidden_size, embed_dim, dropout, beta
-        self.config = EMConfig(
-            num_particles=num_particles,
-            ancestor_lag=ancestor_lag,
-            resampling=resampling,
-            batch_size=batch_size,
-            mstep_iters=mstep_iters,
-            lr=lr,
-            clip_norm=clip_norm,
-            beta=beta,
-            phi_update=phi_update,
-            emission=emission,
-            init=init,
-            init_steps=init_steps,
-            sweeps_per_epoch=sweeps_per_epoch,
-        )
-        self.config.validate()
-        self.seed = int(seed)
-        self.epochs, self.eval_particles = int(epochs), int(eval_particles)
+    name = "ssl"
+
+    def __init__(self, K: int | None = None, *, preset: str | None = None, device: str | torch.device | None = None,
+                 dtype: torch.dtype = torch.float32, **settings):
+        if K is not None:
+            settings["K"] = K
+        self.config = SSLConfig.from_flat(preset, **settings)
+        resampler = get_resampler(self.config.sampler.resampling)
+        if not resampler.conditional:
+            raise ValueError(
+                f"resampling={resampler.name!r} cannot be conditioned on a reference path (particle Gibbs); "
+                "use 'multinomial' (the unconditional schemes serve the evaluation filter)"
+            )
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         self.model: TopicalSSL | None = None
@@ -155,13 +114,23 @@ class SSL(LanguageModel):
         self.vocab = None
         self.V: int | None = None
         self.history: list[dict] = []
+        self.method = "pg"
         self._em: StochasticEM | None = None
+
+    @property
+    def K(self) -> int:
+        return self.config.model.K
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     # ------------------------------------------------------------------ construction
     def _build(self, V: int) -> None:
         pyro.set_rng_seed(self.seed)
+        m = self.config.model
         self.V = int(V)
-        self.model = TopicalSSL(self.K, self.V, self.hidden_size, self.embed_dim, self.dropout, self.beta)
+        self.model = TopicalSSL(m.K, self.V, m.hidden_size, m.embed_dim, m.dropout, m.beta)
         self.model.to(device=self.device, dtype=self.dtype)
         self.model.prior.eval()
 
@@ -186,6 +155,7 @@ class SSL(LanguageModel):
         data,
         epochs: int | None = None,
         *,
+        method: str = "pg",
         vocab_size: int | None = None,
         eval_data=None,
         eval_every: int = 1,
@@ -194,12 +164,16 @@ class SSL(LanguageModel):
         progress: bool = True,
         checkpoint_dir=None,
         resume: bool = False,
+        **svi_settings,
     ) -> "SSL":
         """Run stochastic EM for ``epochs`` epochs (continuing if already fitted).
 
         Args:
             data: training documents (see :func:`as_tokens`).
-            epochs: passes over the data.
+            epochs: passes over the data (default ``config.learning.epochs``).
+            method: ``"pg"`` (particle Gibbs, the default) or ``"svi"`` (the same model learned
+                by SVI with an amortised guide; ``svi_settings`` are
+                :class:`~pyro_ssl.infer.svi.SVIConfig` fields; ``docs/svi.md``).
             vocab_size: ``V`` when ids do not reach it (inferred from a corpus otherwise).
             eval_data: optional ``(tokens, lengths, T1)`` completion set (e.g. from
                 :func:`pyro_ssl.data.completion_split`) scored every ``eval_every`` epochs
@@ -209,61 +183,167 @@ class SSL(LanguageModel):
             progress: show a progress bar.
             checkpoint_dir: if given, ``checkpoint_dir/checkpoint.pt`` is written atomically
                 after every epoch with everything needed to continue exactly (weights,
-                ``log_phi``, paths, counts, generator and RNG states, Adam state, history).
+                ``log_phi``, paths, counts, Adam state, history; randomness is keyed by
+                ``(seed, epoch, ...)`` so it needs no state).
             resume: continue from the checkpoint in ``checkpoint_dir`` (start fresh if there is
-                none yet). Needs the same data and hyperparameters (checked). ``epochs`` means
+                none yet). Needs the same data and settings (checked). ``epochs`` means
                 what it meant in the interrupted call: the resumed run ends where the
                 uninterrupted one would have, with identical results.
         Returns:
             ``self``; ``history`` holds one dict per epoch.
         """
-        from . import io as _io
-
         tokens, lengths, V, vocab = as_tokens(data, vocab_size or self.V)
-        ckpt = None
-        if resume:
-            if checkpoint_dir is None:
-                raise ValueError("resume=True needs checkpoint_dir")
-            ckpt = _io.load_checkpoint(checkpoint_dir)
-            if ckpt is None:
-                import warnings
-
-                warnings.warn(f"no checkpoint in {checkpoint_dir}; starting a fresh fit", stacklevel=2)
         if self.model is None:
             self._build(V)
             self.vocab = vocab
         elif V > self.V:
             raise ValueError(f"data has vocabulary size {V} but the model was built with V={self.V}")
-        if self._em is None or ckpt is not None:
-            self._em = StochasticEM(self.model, tokens, lengths, self.config, seed=self.seed)
-        em = self._em
-        fingerprint = _io.data_fingerprint(tokens, lengths, self.V) if checkpoint_dir is not None else None
-        start_epoch = em.epoch
-        if ckpt is not None:
-            start_epoch = _io.restore_checkpoint(self, ckpt, fingerprint)
-        from tqdm.auto import tqdm
+        on_epoch = self._epoch_hook(eval_data, eval_every, eval_particles, callback)
+        if method == "svi":
+            return self._fit_svi(tokens, lengths, epochs, progress, on_epoch, svi_settings)
+        if method != "pg":
+            raise ValueError(f"method must be 'pg' (particle Gibbs) or 'svi', got {method!r}")
+        if svi_settings:
+            raise TypeError(f"unexpected arguments {sorted(svi_settings)} for method='pg'")
+        if self._em is None:
+            shard = TokenShard(tokens.to(self.device), lengths.to(self.device), V=self.V)
+            initial = None
+            if self.config.learning.init == "hmm" and not (resume and checkpoint_dir is not None):
+                initial = self._hmm_paths(tokens, lengths)
+            self._em = StochasticEM(self.model, shard, self.config, initial_paths=initial)
+        return self._train(self._em, epochs, on_epoch=on_epoch, progress=progress,
+                           checkpoint_dir=checkpoint_dir, resume=resume)
 
-        epochs = self.epochs if epochs is None else epochs
-        remaining = max(start_epoch + int(epochs) - em.epoch, 0)
-        bar = tqdm(range(remaining), desc="pyro-ssl fit", disable=not progress, unit="epoch")
-        for _ in bar:
-            entry = em.run_epoch()
-            self.log_phi = em.log_phi
-            if eval_data is not None and (em.epoch % eval_every == 0):
+    def _hmm_paths(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Start paths ``(D, T)`` sampled from an HMM fitted by EM (``init="hmm"``, one process)."""
+        from .baselines.hmm import HMM
+
+        docs = [tokens[i, : int(n)].cpu() for i, n in enumerate(lengths)]
+        hmm = HMM(self.K, beta=self.config.model.beta, n_iter=30, seed=self.seed)
+        hmm.fit(docs, self.V)
+        gen = torch.Generator().manual_seed(self.seed)
+        return hmm.sample_paths(tokens.cpu(), lengths.cpu(), generator=gen)
+
+    def _epoch_hook(self, eval_data, eval_every, eval_particles, callback):
+        """``hook(entry, log_phi, save=None) -> stop`` shared by both learning methods: score and
+        record the epoch, then ``save()`` (a checkpoint), then ask the callback."""
+
+        def hook(entry: dict, log_phi: torch.Tensor, save=None) -> bool:
+            self.log_phi = log_phi
+            if eval_data is not None and entry["epoch"] % eval_every == 0:
                 t0 = time.perf_counter()
-                est = self.completion_perplexity(*eval_data, num_particles=eval_particles, seeds=(em.epoch,))
+                est = self.completion_perplexity(*eval_data, num_particles=eval_particles, seeds=(entry["epoch"],))
                 entry["completion_ppl"] = est.mean
                 entry["eval_seconds"] = time.perf_counter() - t0
             self.history.append(entry)
-            if checkpoint_dir is not None:
-                _io.save_checkpoint(self, checkpoint_dir, fingerprint=fingerprint, start_epoch=start_epoch)
+            if save is not None:
+                save()  # before the callback: an interrupt there loses nothing
+            return bool(callback is not None and callback(self, entry))
+
+        return hook
+
+    def _fit_svi(self, tokens, lengths, epochs, progress, on_epoch, svi_settings) -> "SSL":
+        from .infer.svi import SVIConfig, train_svi
+
+        cfg = SVIConfig(**svi_settings)
+        epochs = self.config.learning.epochs if epochs is None else epochs
+        self.method = "svi"
+        res = train_svi(self.model, tokens.to(self.device), lengths.to(self.device), cfg, seed=self.seed,
+                        epochs=epochs, progress=progress, on_epoch=on_epoch)
+        self.log_phi = res.log_phi
+        self.svi = res
+        return self
+
+    def _train(self, em: StochasticEM, epochs: int | None, *, on_epoch=None, progress: bool = True,
+               checkpoint_dir=None, resume: bool = False) -> "SSL":
+        """The epoch loop around ``em`` (one process, or this rank of a data-parallel fit)."""
+        from tqdm.auto import tqdm
+
+        main = em.reducer.is_main
+        ckpt_file = Path(checkpoint_dir) / persistence.CHECKPOINT_FILE if checkpoint_dir is not None else None
+        if ckpt_file is not None and ckpt_file.parent.exists() and not ckpt_file.parent.is_dir():
+            raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file, not a directory")
+        fingerprint = em.fingerprint(self.V) if ckpt_file is not None else None
+        start_epoch = em.epoch
+        if resume:
+            if ckpt_file is None:
+                raise ValueError("resume=True needs checkpoint_dir")
+            state = persistence.load_checkpoint(ckpt_file)
+            if state is None:
+                if main:
+                    warnings.warn(f"no checkpoint in {checkpoint_dir}; starting a fresh fit", stacklevel=3)
+            else:
+                start_epoch = self._restore(em, state, fingerprint)
+        epochs = self.config.learning.epochs if epochs is None else int(epochs)
+        remaining = max(start_epoch + epochs - em.epoch, 0)
+        bar = tqdm(range(remaining), desc="pyro-ssl fit", disable=not (progress and main), unit="epoch")
+        on_epoch = on_epoch or self._epoch_hook(None, 1, 0, None)
+
+        def save():
+            state = self._checkpoint_state(em, fingerprint, start_epoch)  # a collective
+            if main:
+                persistence.save_checkpoint(ckpt_file, state)
+
+        for _ in bar:
+            entry = em.run_epoch()
+            stop = on_epoch(entry, em.log_phi, save if ckpt_file is not None else None)
+            self.log_phi = em.log_phi
             postfix = {"logp/tok": f"{entry['log_joint_per_token']:.3f}", "s": f"{entry['seconds']:.2f}"}
             if "completion_ppl" in entry:
                 postfix["ppl"] = f"{entry['completion_ppl']:.1f}"
             bar.set_postfix(postfix)
-            if callback is not None and callback(self, entry):
+            if stop:
                 break
+        if em.counts is None:
+            em.initialize()
+        self.log_phi = em.log_phi
         return self
+
+    def _checkpoint_state(self, em: StochasticEM, fingerprint: str, start_epoch: int) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "K": self.K,
+            "V": self.V,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "data_fingerprint": fingerprint,
+            "epoch": em.epoch,
+            "start_epoch": int(start_epoch),
+            "em": em.state_dict(),
+            "history": persistence.jsonable(self.history),
+            "vocab": json.dumps(self.vocab.to_dict()) if self.vocab is not None else None,
+        }
+
+    def _restore(self, em: StochasticEM, state: dict, fingerprint: str) -> int:
+        """Continue from a checkpoint's state; returns the epoch the interrupted ``fit`` started at."""
+        f = state.get("path", persistence.CHECKPOINT_FILE)
+        if state["data_fingerprint"] != fingerprint:
+            raise ValueError(
+                f"{f}: the checkpoint was written for different training data (or vocabulary size); "
+                "resume with the same data, or start a fresh fit without resume"
+            )
+        try:
+            saved = SSLConfig.from_dict(state["config"]).flat()
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{f}: invalid configuration in the checkpoint ({e})") from e
+        now = self.config.flat()
+        free = {"epochs", "eval_particles"}  # how long to run and how to score may change
+        diff = {k: (saved.get(k), v) for k, v in now.items() if k not in free and saved.get(k) != v}
+        if state["K"] != self.K or state["V"] != self.V:
+            diff["K, V"] = ((state["K"], state["V"]), (self.K, self.V))
+        if state["dtype"] != str(self.dtype).replace("torch.", ""):
+            diff["dtype"] = (state["dtype"], str(self.dtype))
+        if diff:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"{f}: settings differ from the checkpointed run ({detail})")
+        try:
+            em.load_state_dict(state["em"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{f}: checkpoint state does not fit the model ({e})") from e
+        self.log_phi = em.log_phi
+        self.history = list(state["history"])
+        if state.get("vocab") is not None and self.vocab is None:
+            self.vocab = Vocabulary.from_dict(json.loads(state["vocab"]))
+        return int(state["start_epoch"])
 
     # ------------------------------------------------------------------ inference
     def score(self, data, num_particles: int = 1000, seeds=(0, 1, 2)) -> evaluation.Estimate:
@@ -279,7 +359,7 @@ class SSL(LanguageModel):
         Their sum over a document is ``log Zhat``, whose exponential is unbiased for ``p(x)``.
         """
         self._check_fitted()
-        return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, self.eval_particles, seed=seed)
+        return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, self.config.learning.eval_particles, seed=seed)
 
     def completion_perplexity(self, tokens, lengths, T1: int, num_particles: int = 1000, seeds=(0, 1, 2)):
         """Document-completion perplexity of the continuation after ``T1`` tokens."""
@@ -294,12 +374,12 @@ class SSL(LanguageModel):
         """
         self._check_fitted()
         tokens, lengths, _, _ = as_tokens(data, self.V)
-        P = num_particles or max(self.config.num_particles, 2)
+        P = num_particles or self.config.sampler.num_particles
         gen = torch.Generator(device=self.device).manual_seed(seed)
         x, n = tokens.to(self.device), lengths.to(self.device)
         z = particle_filter(self.prior, self.log_phi, x, n, P, resampling="multinomial", generator=gen).path
         for _ in range(num_sweeps):
-            z = csmc_sweep(self.prior, self.log_phi, x, n, P, z, ancestor_lag=self.config.ancestor_lag,
+            z = csmc_sweep(self.prior, self.log_phi, x, n, P, z, ancestor_lag=self.config.sampler.ancestor_lag,
                            generator=gen).path
         return [z[i, : int(n[i])].tolist() for i in range(z.shape[0])]
 
@@ -313,8 +393,6 @@ class SSL(LanguageModel):
         self._check_fitted()
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
-        from .smc.categorical import sample_categorical
-
         gen = torch.Generator(device=self.device).manual_seed(seed)
         prior = self.prior
         table = prior.input_table()
@@ -323,9 +401,9 @@ class SSL(LanguageModel):
         w = torch.empty_like(z)
         for t in range(length):
             log_pi, state = prior.step(z_prev, state, table)
-            z_prev = sample_categorical(log_pi / temperature, gen)
+            z_prev = inverse_cdf(log_pi / temperature, torch.rand(num_docs, 1, generator=gen, device=self.device, dtype=log_pi.dtype)).squeeze(-1)
             z[:, t] = z_prev
-            w[:, t] = sample_categorical(self.log_phi[z_prev] / temperature, gen)
+            w[:, t] = inverse_cdf(self.log_phi[z_prev] / temperature, torch.rand(num_docs, 1, generator=gen, device=self.device, dtype=log_pi.dtype)).squeeze(-1)
         return z, w
 
     # ------------------------------------------------------------------ interpretation
@@ -360,59 +438,86 @@ class SSL(LanguageModel):
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:
         """Save to a directory (JSON config, vocabulary, safetensors weights); see :mod:`pyro_ssl.io`."""
-        from .io import save_model
-
-        return save_model(self, path)
+        self._check_fitted()
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors["log_phi"] = self.log_phi
+        return persistence.save_model(
+            path, config=self.config.to_dict(), K=self.K, V=self.V, dtype=self.dtype, tensors=tensors,
+            vocab=self.vocab.to_dict() if self.vocab is not None else None, history=self.history,
+        )
 
     @classmethod
     def load(cls, path, device=None) -> "SSL":
-        from .io import load_model
-
-        return load_model(path, device=device)
+        """Load a model saved by :meth:`save` (checksums and tensors are checked; errors name the file)."""
+        saved = persistence.load_model(path)
+        cfg_file = saved.path / persistence.CONFIG_FILE
+        try:
+            config = SSLConfig.from_dict(saved.config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{cfg_file}: invalid configuration ({e})") from e
+        if config.model.K != saved.K:
+            raise ValueError(f"{cfg_file}: configuration K={config.model.K} disagrees with K={saved.K}")
+        ssl = cls(device=device, dtype=saved.dtype, **config.flat())
+        vocab = None
+        if saved.vocab is not None:
+            try:
+                vocab = Vocabulary.from_dict(saved.vocab)
+            except ValueError as e:
+                raise ValueError(f"{saved.path / persistence.VOCAB_FILE}: {e}") from e
+            if len(vocab) != saved.V:
+                raise ValueError(f"{saved.path / persistence.VOCAB_FILE}: {len(vocab)} words but the model has V={saved.V}")
+        with torch.random.fork_rng(devices=[]):  # initial weights are overwritten: keep the caller's RNG
+            ssl._build(saved.V)
+        weights = saved.path / persistence.WEIGHTS_FILE
+        expected = {f"model.{k}": v for k, v in ssl.model.state_dict().items()}
+        extra = sorted(set(saved.tensors) - set(expected) - {"log_phi"})
+        missing = sorted(set(expected) - set(saved.tensors))
+        if missing or extra:
+            raise ValueError(f"{weights}: missing tensors {missing}, unexpected tensors {extra}")
+        for k, ref in expected.items():
+            t = saved.tensors[k]
+            if tuple(t.shape) != tuple(ref.shape) or t.dtype != ref.dtype:
+                raise ValueError(f"{weights}: tensor {k!r} is {tuple(t.shape)} {t.dtype}, expected {tuple(ref.shape)} {ref.dtype}")
+        ssl.model.load_state_dict({k[len("model."):]: saved.tensors[k] for k in expected})
+        ssl.model.prior.eval()
+        ssl.log_phi = saved.tensors["log_phi"].to(ssl.device)
+        ssl.vocab = vocab
+        ssl.history = saved.history
+        return ssl
 
     def get_params(self) -> dict:
-        cfg = self.config
-        return {
-            "K": self.K,
-            "num_particles": cfg.num_particles,
-            "ancestor_lag": cfg.ancestor_lag,
-            "hidden_size": self.hidden_size,
-            "embed_dim": self.embed_dim,
-            "dropout": self.dropout,
-            "beta": self.beta,
-            "batch_size": cfg.batch_size,
-            "lr": cfg.lr,
-            "mstep_iters": cfg.mstep_iters,
-            "clip_norm": cfg.clip_norm,
-            "init": cfg.init,
-            "init_steps": cfg.init_steps,
-            "phi_update": cfg.phi_update,
-            "emission": cfg.emission,
-            "resampling": cfg.resampling,
-            "sweeps_per_epoch": cfg.sweeps_per_epoch,
-            "seed": self.seed,
-        }
+        """Every setting by name (scikit-learn style): ``SSL(**ssl.get_params())`` is an unfitted copy."""
+        return self.config.flat()
 
     def __repr__(self) -> str:
         state = f"fitted {len(self.history)} epochs" if self.log_phi is not None else "unfitted"
-        return f"SSL(K={self.K}, V={self.V}, P={self.config.num_particles}, {state})"
+        return f"SSL(K={self.K}, V={self.V}, P={self.config.sampler.num_particles}, {state})"
 
 
-def fit(data, K: int = 50, epochs: int = 30, method: str = "pg", **kwargs) -> SSL:
+_FIT_KEYS = {"vocab_size", "eval_data", "eval_every", "eval_particles", "callback", "progress", "checkpoint_dir", "resume"}
+
+
+def fit(data, K: int = 50, epochs: int | None = None, method: str = "pg", **kwargs) -> SSL:
     """Fit a Topical SSL: ``pyro_ssl.fit(corpus, K=50)``.
 
-    Keyword arguments go to :class:`SSL` (model and sampler settings) or to :meth:`SSL.fit`
+    Keyword arguments are settings of :class:`SSL` (the fields of :mod:`pyro_ssl.config`,
+    ``seed``, ``preset``, ``device``, ``dtype``) or arguments of :meth:`SSL.fit`
     (``vocab_size``, ``eval_data``, ``eval_every``, ``eval_particles``, ``callback``,
-    ``progress``). ``method="svi"`` learns the same model by SVI with an amortised guide
-    instead of particle Gibbs (:func:`pyro_ssl.infer.svi.fit_svi`, ``docs/svi.md``).
+    ``progress``, ``checkpoint_dir``, ``resume``). ``method="svi"`` learns the same model by
+    SVI with an amortised guide instead of particle Gibbs (``docs/svi.md``); then the
+    :class:`~pyro_ssl.infer.svi.SVIConfig` fields are accepted too.
     """
     if method == "svi":
-        from .infer.svi import fit_svi
+        from .infer.svi import SVIConfig
 
-        return fit_svi(data, K=K, epochs=epochs, **kwargs)
-    if method != "pg":
-        raise ValueError(f"method must be 'pg' (particle Gibbs) or 'svi', got {method!r}")
-    fit_keys = {"vocab_size", "eval_data", "eval_every", "eval_particles", "callback", "progress",
-                "checkpoint_dir", "resume"}
-    fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
-    return SSL(K=K, **kwargs).fit(data, epochs=epochs, **fit_kwargs)
+        svi_keys = set(SVIConfig.__dataclass_fields__)
+        svi = {k: kwargs.pop(k) for k in list(kwargs) if k in svi_keys}
+        pg_only = {s.name for s in settings() if s.group != "model"} - {"epochs", "eval_particles"} - svi_keys
+        wrong = sorted(set(kwargs) & pg_only)
+        if wrong:
+            raise TypeError(f"{wrong} are particle-Gibbs settings; method='svi' takes the model settings and "
+                            f"{sorted(svi_keys)}")
+        fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _FIT_KEYS}
+        return SSL(K=K, **kwargs).fit(data, epochs=epochs, method="svi", **fit_kwargs, **svi)
+    fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _FIT_KEYS}
+    return SSL(K=K, **kwargs).fit(data, epochs=epochs, method=method, **fit_kwargs)

@@ -29,6 +29,7 @@ from torch import nn
 
 __all__ = [
     "LSTMPrior",
+    "DropoutMasks",
     "LSTMState",
     "StepWeights",
     "TopicSequence",
@@ -64,6 +65,14 @@ class StepWeights(NamedTuple):
     w_hh_t: torch.Tensor
     w_out_t: torch.Tensor
     b_out: torch.Tensor
+
+
+class DropoutMasks(NamedTuple):
+    """Inverted-dropout masks (already scaled by ``1 / (1 - p)``): ``embed`` ``(B, T, E)`` on the
+    topic embedding and ``hidden`` ``(B, T, H)`` on the LSTM output."""
+
+    embed: torch.Tensor
+    hidden: torch.Tensor
 
 
 def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -112,22 +121,28 @@ class LSTMPrior(PyroModule):
         return self.out.weight.dtype
 
     # ----------------------------------------------------------------- sequence path
-    def sequence_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def sequence_logits(self, z: torch.Tensor, dropout_masks: DropoutMasks | None = None) -> torch.Tensor:
         """Teacher-forced logits.
 
         Args:
             z: ``(B, T)`` long topic sequences (padding values are ignored by callers).
+            dropout_masks: inverted-dropout masks to use instead of ``nn.Dropout``'s draws
+                (learning keys them by document, :func:`pyro_ssl.infer.mstep.dropout_masks`).
         Returns:
             ``(B, T, K)`` unnormalised log ``p(z_t | z_<t)``.
         """
         start = torch.full_like(z[:, :1], self.start_symbol)
         inputs = torch.cat([start, z[:, :-1]], dim=1).clamp(0, self.K)
-        s, _ = self.lstm(self.drop(self.embed(inputs)))
-        return self.out(self.drop(s))
+        e = self.embed(inputs)
+        e = self.drop(e) if dropout_masks is None else e * dropout_masks.embed
+        s, _ = self.lstm(e)
+        s = self.drop(s) if dropout_masks is None else s * dropout_masks.hidden
+        return self.out(s)
 
-    def sequence_log_prob(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def sequence_log_prob(self, z: torch.Tensor, mask: torch.Tensor | None = None,
+                          dropout_masks: DropoutMasks | None = None) -> torch.Tensor:
         """``log p(z | theta)`` per sequence, ``(B,)``; ``mask`` ``(B, T)`` drops padding."""
-        logp = torch.log_softmax(self.sequence_logits(z), dim=-1)
+        logp = torch.log_softmax(self.sequence_logits(z, dropout_masks), dim=-1)
         logp = logp.gather(-1, z.clamp(0, self.K - 1).unsqueeze(-1)).squeeze(-1)
         if mask is not None:
             logp = logp.masked_fill(~mask, 0.0)
@@ -206,14 +221,12 @@ class LSTMPrior(PyroModule):
     @torch.no_grad()
     def sample(self, batch_size: int, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sample of ``(batch_size, T)`` topic sequences (eval-mode prior)."""
-        from .smc.categorical import sample_categorical
-
         table = self.step_weights()
         state, z_prev = self.initial_state((batch_size,))
         out = torch.empty(batch_size, T, dtype=torch.long, device=self.device)
         for t in range(T):
             log_pi, state = self.step(z_prev, state, table)
-            z_prev = sample_categorical(log_pi, generator)
+            z_prev = torch.multinomial(log_pi.exp(), 1, generator=generator).squeeze(-1)
             out[:, t] = z_prev
         return out
 
@@ -229,8 +242,10 @@ class TopicSequence(TorchDistribution):
     arg_constraints = {}
     has_enumerate_support = False
 
-    def __init__(self, prior: LSTMPrior, lengths: torch.Tensor, T: int, validate_args=None):
+    def __init__(self, prior: LSTMPrior, lengths: torch.Tensor, T: int, dropout_masks: DropoutMasks | None = None,
+                 validate_args=None):
         self.prior = prior
+        self.dropout_masks = dropout_masks
         self.lengths = lengths
         self.T = int(T)
         self.mask = length_mask(lengths, self.T)
@@ -241,7 +256,7 @@ class TopicSequence(TorchDistribution):
         return constraints.independent(constraints.integer_interval(0, self.prior.K - 1), 1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return self.prior.sequence_log_prob(value.long(), self.mask)
+        return self.prior.sequence_log_prob(value.long(), self.mask, self.dropout_masks)
 
     def sample(self, sample_shape=torch.Size()):
         if sample_shape:

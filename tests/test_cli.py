@@ -7,7 +7,10 @@ import random
 import pytest
 
 from pyro_ssl.cli import build_parser, main
-from pyro_ssl.io import CHECKPOINT_FILE, load_model
+from pyro_ssl import SSL
+from pyro_ssl.io import CHECKPOINT_FILE
+
+load_model = SSL.load
 
 A = "the cat sat on the mat and the dog ran in the park".split()
 B = "stocks fell as markets closed lower on the news of rates".split()
@@ -32,7 +35,7 @@ def workdir(tmp_path_factory):
 def test_fit_saves_a_model(workdir, capsys):
     m = load_model(workdir / "model")
     assert m.K == 2 and len(m.history) == 2 and m.vocab is not None
-    assert m.hidden_size == 8 and m.config.num_particles == 4
+    assert m.config.model.hidden_size == 8 and m.config.sampler.num_particles == 4
 
 
 def test_fit_text_folder_with_checkpoint_and_resume(tmp_path, capsys):

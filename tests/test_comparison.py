@@ -1,15 +1,19 @@
-"""The comparison harness on a tiny synthetic completion split (fast)."""
+"""The comparison harness (experiments/comparison.py) on a tiny synthetic completion split (fast)."""
 
 import json
 import math
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from pyro_ssl.baselines import UnigramLM, perplexity
-from pyro_ssl.comparison import ComparisonResult, compare, main, reference_texts
 from pyro_ssl.data import Corpus, completion_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from comparison import ComparisonResult, compare, main, reference_texts  # noqa: E402
 
 PETS = "cat dog pet food bark meow".split()
 MONEY = "stock market price trade bank money".split()
@@ -85,11 +89,24 @@ def test_summary_markdown_json_plot(result, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_reused_final_eval_when_particles_match(split):
-    res = compare(split, ["ssl"], K_values=[2], seeds=[3], ssl_epochs=1, eval_particles=10, curve_particles=10,
-                  ssl_kwargs=FAST_SSL, progress=False, topic_quality=False, on_error="raise")
-    r = res.runs[0]
-    assert r.ppl == r.curve[-1][1] and r.topic_quality is None
+def test_every_model_is_scored_through_the_language_model_interface(split):
+    """One loop: SSL and baselines are scored by completion_log_likelihood; extras come from
+    the fitted model's attributes (curve without evaluation: none; LSTM: validation curve)."""
+    res = compare(split, ["ssl", "lstm", "lda"], K_values=[2], seeds=[3], ssl_epochs=1, eval_particles=10,
+                  eval_every=0, ssl_kwargs=FAST_SSL, lstm_kwargs=dict(hidden_size=8, max_epochs=2),
+                  lda_kwargs=dict(passes=2), progress=False, topic_quality=False, on_error="raise")
+    held = split.T2 * len(split.train)
+    for r in res.runs:
+        m = res.models[(r.model, r.K, r.seed)]
+        ll = m.completion_log_likelihood(split.eval_tokens, split.eval_lengths, split.T1)
+        assert r.ppl == pytest.approx(perplexity(float(ll.sum()), held))
+        assert r.topic_quality is None
+    ssl, lstm, lda = res.runs
+    assert ssl.curve is None and ssl.epochs == 1 and ssl.extra["params"]["seed"] == 3
+    assert len(ssl.top_words) == 2 and all(len(w) == 10 for w in ssl.top_words)
+    assert lstm.curve_key == "val_ppl" and [e for e, _ in lstm.curve] == [1, 2][: lstm.epochs]
+    assert 1 <= lstm.extra["best_epoch"] <= lstm.epochs and lstm.seconds_per_epoch > 0
+    assert lda.epochs == 2 and lda.curve is None and len(lda.top_words) == 2
 
 
 def test_reference_texts_decode_training_prefixes(split):

@@ -93,7 +93,7 @@ def test_position_matrices(chains):
     assert ur.shape == es.shape == an.shape == (4, T)
     np.testing.assert_array_equal(ur[2], h[2]["update_rate"])
     assert np.all((ur >= 0) & (ur <= 1))
-    P = m.config.num_particles
+    P = m.config.sampler.num_particles
     assert np.all((es >= 1 - 1e-9) & (es <= P + 1e-9))
     assert np.all((an >= 1 - 1e-9) & (an <= P + 1e-9))
     # ragged rows pad with NaN

@@ -1,11 +1,11 @@
-"""Keyed randomness and the data-parallel fit (issue 9).
+"""Keyed randomness and the data-parallel fit: one learning loop, one random stream.
 
-* A sweep with :class:`~pyro_ssl.smc.keyed.KeyedNoise` gives each document the same path
+* A sweep with :class:`~pyro_ssl.smc.uniforms.KeyedUniforms` gives each document the same path
   whatever the other documents of its batch (alone, in another order, with other lengths).
 * Keyed particle Gibbs is still a correct sampler (marginals against enumeration).
-* Two ``gloo`` processes on localhost and one process, same seed: identical topic paths,
-  counts and ``phi``; LSTM weights equal to float64 round-off. A resumed 2-process run
-  continues exactly as the uninterrupted 1-process one.
+* ``SSL.fit`` in one process and ``fit_distributed`` on two ``gloo`` processes, same seed:
+  identical topic paths, counts and ``phi``; LSTM weights equal to float64 round-off. A
+  resumed 2-process run continues exactly as the uninterrupted 1-process one.
 """
 
 import os
@@ -15,9 +15,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from pyro_ssl.exact import enumerate_paths, exact_marginals
+from exact import enumerate_paths, exact_marginals
 from pyro_ssl.smc import FULL_LAG, csmc_sweep, particle_filter
-from pyro_ssl.smc.keyed import KeyedNoise, inverse_cdf, mix_key
+from pyro_ssl.smc.resampling import inverse_cdf
+from pyro_ssl.smc.uniforms import KeyedUniforms, mix_key
 
 from helpers import tiny_model
 
@@ -33,8 +34,8 @@ def _docs(D=7, V=6, seed=1):
 
 def _sweep(prior, log_phi, x, lengths, ids, ref, lag, P=5, key=(3, 1), resampling="multinomial"):
     T = x.shape[1]
-    noise = KeyedNoise(11, ids, lengths, T, P, key, dtype=torch.float64)
-    return csmc_sweep(prior, log_phi, x, lengths, P, ref, ancestor_lag=lag, resampling=resampling, noise=noise)
+    u = KeyedUniforms(11, ids, lengths, T, P, key, dtype=torch.float64)
+    return csmc_sweep(prior, log_phi, x, lengths, P, ref, ancestor_lag=lag, resampling=resampling, uniforms=u)
 
 
 # ---------------------------------------------------------------------------- keyed noise
@@ -45,12 +46,12 @@ def test_mix_key_is_stable_and_order_sensitive():
 
 
 def test_noise_of_a_document_does_not_depend_on_its_batch():
-    a = KeyedNoise(0, [4, 9], [3, 5], T=5, num_particles=2, key=(1, 0))
-    b = KeyedNoise(0, [9], [5], T=8, num_particles=2, key=(1, 0))
+    a = KeyedUniforms(0, [4, 9], [3, 5], T=5, num_particles=2, key=(1, 0))
+    b = KeyedUniforms(0, [9], [5], T=8, num_particles=2, key=(1, 0))
     assert torch.equal(a.proposal(2)[1], b.proposal(2)[0])
     assert torch.equal(a.resample(4, 2)[1], b.resample(4, 2)[0])
     assert torch.equal(a.final()[1], b.final()[0])
-    c = KeyedNoise(0, [9], [5], T=5, num_particles=2, key=(2, 0))  # another epoch
+    c = KeyedUniforms(0, [9], [5], T=5, num_particles=2, key=(2, 0))  # another epoch
     assert not torch.equal(a.proposal(0)[1], c.proposal(0)[0])
 
 
@@ -97,15 +98,14 @@ def test_keyed_particle_filter_does_not_depend_on_batch(resampling):
     assert torch.allclose(part.log_Z, full.log_Z[half], atol=1e-12)
 
 
-def test_default_generator_path_is_unchanged_by_noise_argument():
+def test_generator_and_keyed_sources_run_the_same_sweep():
     prior, log_phi = tiny_model()
     x, lengths = _docs()
     ref = torch.zeros_like(x)
     a = csmc_sweep(prior, log_phi, x, lengths, 4, ref, ancestor_lag=2, generator=torch.Generator().manual_seed(0))
-    b = csmc_sweep(prior, log_phi, x, lengths, 4, ref, ancestor_lag=2, generator=torch.Generator().manual_seed(0),
-                   noise=None)
+    b = csmc_sweep(prior, log_phi, x, lengths, 4, ref, ancestor_lag=2, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a.path, b.path)
-    pf = particle_filter(prior, log_phi, x, lengths, 4, noise=KeyedNoise(0, range(7), lengths, x.shape[1], 4))
+    pf = particle_filter(prior, log_phi, x, lengths, 4, uniforms=KeyedUniforms(0, range(7), lengths, x.shape[1], 4))
     assert pf.path.shape == x.shape
 
 
@@ -131,10 +131,9 @@ def test_keyed_particle_gibbs_marginals_match_enumeration(P, lag):
 
 
 # ---------------------------------------------------------------------------- distributed fit
-FIT = dict(
-    K=3, epochs=3, hidden_size=8, num_particles=4, ancestor_lag=2, batch_size=7, mstep_iters=2,
-    dropout=0.2, lr=0.05, seed=5, dtype=torch.float64, init="smc", progress=False, return_paths=True,
-)
+SETTINGS = dict(K=3, epochs=3, hidden_size=8, num_particles=4, ancestor_lag=2, batch_size=7, mstep_iters=2,
+                dropout=0.2, lr=0.05, seed=5, init="smc")
+FIT = dict(SETTINGS, dtype=torch.float64, progress=False, return_paths=True)
 
 
 def _corpus(D=23, V=15, seed=0):
@@ -168,7 +167,7 @@ def _worker(rank, world_size, init_method, data_dir, ckpt_dir, out_dir):
         fit_distributed(data, **dict(FIT, epochs=2), checkpoint_dir=ckpt_dir)
         resumed = fit_distributed(data, **FIT, checkpoint_dir=ckpt_dir, resume=True)
         torch.save({"straight": _summary(straight), "resumed": _summary(resumed),
-                    "local_docs": straight.history[0]["local_docs"]},
+                    "local_docs": len(straight.em.local_lengths)},
                    os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -180,13 +179,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_match_one_process(tmp_path):
+def test_two_gloo_processes_match_ssl_fit_in_one_process(tmp_path):
+    from pyro_ssl import SSL
     from pyro_ssl.data.ondisk import write_ondisk
-    from pyro_ssl.distributed import CHECKPOINT_FILE, fit_distributed
+    from pyro_ssl.io import CHECKPOINT_FILE
 
-    data = write_ondisk(_corpus(), tmp_path / "corpus", V=15)
-    one = fit_distributed(data, **FIT)
-    assert one.world_size == 1 and len(one.history) == 3
+    docs = _corpus()
+    data = write_ondisk(docs, tmp_path / "corpus", V=15)
+    one = SSL(dtype=torch.float64, **SETTINGS).fit(docs, vocab_size=15, progress=False)
+    assert len(one.history) == 3
     ckpt = tmp_path / "ckpt"
     os.makedirs(ckpt)
     mp.spawn(_worker, args=(2, f"tcp://127.0.0.1:{_free_port()}", str(tmp_path / "corpus"), str(ckpt), str(tmp_path)),
@@ -194,7 +195,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert (ckpt / CHECKPOINT_FILE).is_file()  # written by rank 0
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert sorted(r["local_docs"] for r in ranks) == [11, 12]  # each rank swept only its shard
-    ref = _summary(one)
+    ref = {"paths": one._em.gather_paths(), "counts": one._em.counts, "log_phi": one.log_phi,
+           "weights": one.model.state_dict(), "history": one.history}
     for r in ranks:
         for run in ("straight", "resumed"):
             got = r[run]
@@ -207,32 +209,35 @@ def test_two_gloo_processes_match_one_process(tmp_path):
                 assert torch.allclose(got["weights"][k], w, rtol=0, atol=1e-10), k
             for a, b in zip(got["history"], ref["history"]):
                 assert a["log_joint_per_token"] == pytest.approx(b["log_joint_per_token"], abs=1e-9)
+                assert a["update_rate"] == pytest.approx(b["update_rate"], abs=1e-12)
     # The paths moved, and the counts are the paths' counts.
-    assert ref["history"][-1]["update_rate"] > 0
-    assert float(ref["counts"].sum()) == sum(len(d) for d in _corpus())
+    assert max(ref["history"][-1]["update_rate"]) > 0
+    assert float(ref["counts"].sum()) == sum(len(d) for d in docs)
 
 
 def test_resume_on_one_process_and_checkpoint_contents(tmp_path):
-    from pyro_ssl.distributed import CHECKPOINT_FILE, fit_distributed
+    from pyro_ssl.distributed import fit_distributed
+    from pyro_ssl.io import CHECKPOINT_FILE
 
     docs = _corpus(D=10)
-    cfg = dict(FIT, init="uniform", emission="global", batch_size=4)
+    cfg = dict(FIT, init="uniform", emission="global", batch_size=4, phi_update="gibbs")
     full = fit_distributed(docs, **cfg)
     fit_distributed(docs, **dict(cfg, epochs=1), checkpoint_dir=tmp_path)
-    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
-    assert state["epoch"] == 1 and state["paths"].numel() == sum(map(len, docs)) and len(state["history"]) == 1
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert state["epoch"] == 1 and state["em"]["paths"].numel() == sum(map(len, docs)) and len(state["history"]) == 1
     resumed = fit_distributed(docs, **cfg, checkpoint_dir=tmp_path, resume=True)
     assert torch.equal(resumed.paths, full.paths)
     assert torch.equal(resumed.counts, full.counts)
-    with pytest.raises(ValueError, match="documents"):
+    assert torch.equal(resumed.ssl.log_phi, full.ssl.log_phi)
+    with pytest.raises(ValueError, match="different training data"):
         fit_distributed(docs[:-1], **cfg, checkpoint_dir=tmp_path, resume=True)
 
 
-def test_distributed_rejects_unsupported_options():
+def test_distributed_rejects_hmm_start_before_any_work():
     from pyro_ssl.distributed import fit_distributed
 
-    with pytest.raises(ValueError, match="smoothed"):
-        fit_distributed(_corpus(D=4), **dict(FIT, phi_update="gibbs"))
+    with pytest.raises(ValueError, match="hmm"):
+        fit_distributed(_corpus(D=4), **dict(FIT, init="hmm"))
 
 
 def test_command_line_world_size_one(tmp_path):
@@ -247,15 +252,16 @@ def test_command_line_world_size_one(tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
 
 
-@pytest.mark.parametrize("hashed", [False, True])
-def test_keyed_dropout_masks_do_not_depend_on_batch(hashed):
-    from pyro_ssl.distributed import _hashed_dropout_masks, keyed_dropout_masks
+@pytest.mark.parametrize("device", ["cpu", "meta-hash"])
+def test_keyed_dropout_masks_do_not_depend_on_batch(device, monkeypatch):
+    from pyro_ssl.smc import uniforms
 
     def masks(ids, lengths, T):
-        if hashed:  # the GPU branch, run on the CPU
-            return _hashed_dropout_masks(0, (1, 2), torch.tensor(ids), T, (16, 24), 0.25, "cpu", torch.float64)
-        return keyed_dropout_masks(0, (1, 2), torch.tensor(ids), torch.tensor(lengths), T, (16, 24), 0.25, "cpu",
-                                   torch.float64)
+        if device == "meta-hash":  # the accelerator branch (a counter hash), run on the CPU
+            monkeypatch.setattr(uniforms, "_use_generators", lambda d: False)
+        u = uniforms.keyed_document_uniforms(torch.tensor(ids), torch.tensor(lengths), T, 40, 0, "dropout", 1, 2)
+        keep = (u >= 0.25).double() / 0.75
+        return keep[..., :16], keep[..., 16:]
 
     a_in, a_out = masks([3, 7], [5, 9], 9)
     b_in, b_out = masks([7], [9], 12)

@@ -9,11 +9,11 @@ import torch
 from pyro.infer import MCMC
 
 import pyro_ssl
-from pyro_ssl.exact import enumerate_paths, exact_marginals
 from pyro_ssl.infer import ParticleGibbs, topic_word_counts, to_inference_data
 from pyro_ssl.infer.mstep import PriorMStep, smoothed_log_phi
 from pyro_ssl.model import TopicalSSL
 
+from exact import enumerate_paths, exact_marginals
 from helpers import simulated_corpus
 
 Z_SIGMA = 5.0

@@ -19,10 +19,10 @@ from pyro import poutine
 from scipy.optimize import linear_sum_assignment
 
 import pyro_ssl
-from pyro_ssl.exact import enumerate_paths
-from pyro_ssl.infer.svi import GuideSequence, SSLGuide, SVIConfig, SVITrainer, fit_svi
+from pyro_ssl.infer.svi import GuideSequence, SSLGuide, SVIConfig, SVITrainer
 from pyro_ssl.model import TopicalSSL, log_joint
 
+from exact import enumerate_paths
 from helpers import simulated_corpus
 
 Z_SIGMA = 4.0
@@ -221,15 +221,23 @@ SIM_KW = dict(K=3, epochs=25, batch_size=10, hidden_size=8, dropout=0.0, word_di
 def test_svi_improves_elbo_and_recovers_topics():
     """On a corpus from a known sticky SSL with disjoint word blocks: the per-token ELBO rises,
     and the learned topics overlap the true ones better than chance. Chance: any phi that does
-    not separate the blocks (e.g. the unigram, 1/12 per word) overlaps each true topic by 1/3."""
+    not separate the blocks (e.g. the unigram, 1/12 per word) overlaps each true topic by 1/3.
+    SVI has poor local optima (docs/svi.md: it can collapse topics), so the claims are about
+    the mean over six training seeds (per-seed overlaps measured 0.35-0.96)."""
     docs = simulated_corpus()
-    m = fit_svi(docs, seed=0, **SIM_KW)
-    elbo = [h["elbo_per_token"] for h in m.history]
-    assert max(elbo[-3:]) > elbo[0] + 0.2, elbo
-    assert matched_overlap(m.phi) > 1 / 3 + 0.12, m.phi
-    # The fitted model beats the unigram on held-out documents (same SMC scorer as PG).
-    ll = m.score(simulated_corpus(seed=1, D=20), num_particles=50, seeds=(0,)).mean
-    assert ll > -torch.log(torch.tensor(12.0)).item() + 0.1
+    held = simulated_corpus(seed=1, D=20)
+    gain, overlap, ll = [], [], []
+    for seed in range(6):
+        m = pyro_ssl.fit(docs, method="svi", seed=seed, **SIM_KW)
+        elbo = [h["elbo_per_token"] for h in m.history]
+        gain.append(max(elbo[-3:]) - elbo[0])
+        overlap.append(matched_overlap(m.phi))
+        # The fitted model beats the unigram on held-out documents (same SMC scorer as PG).
+        ll.append(m.score(held, num_particles=50, seeds=(0,)).mean)
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    assert mean(gain) > 0.2, gain
+    assert mean(overlap) > 1 / 3 + 0.12, overlap
+    assert mean(ll) > -torch.log(torch.tensor(12.0)).item() + 0.1, ll
 
 
 # ------------------------------------------------------------------------------ the API

@@ -1,13 +1,15 @@
-"""Inference: the particle-Gibbs kernel, the stochastic-EM learner and its pieces."""
+"""Inference: the particle-Gibbs kernel, the stochastic-EM learner and its pieces, SVI."""
 
-from .em import EMConfig, StochasticEM, SweepStats
+from .em import StochasticEM, SweepStats
 from .kernel import ParticleGibbs, to_inference_data
 from .mstep import PriorMStep, dirichlet_log_phi, smoothed_log_phi, topic_word_counts
+from .reduce import LOCAL, Reducer
 
 __all__ = [
-    "EMConfig",
+    "LOCAL",
     "ParticleGibbs",
     "PriorMStep",
+    "Reducer",
     "StochasticEM",
     "SweepStats",
     "dirichlet_log_phi",

@@ -1,77 +1,45 @@
-"""Particle Gibbs within stochastic EM (SPEC section 3).
+"""Particle Gibbs within stochastic EM (SPEC section 3): the one learning loop.
 
 Per minibatch: one batched CSMC sweep gives new topic paths ``z*`` (E-step); the topic-word
 counts of all training documents are updated and ``phi`` recomputed from them; then Pyro's
 optimiser takes gradient steps on ``-log p(z* | theta)`` (M-step). The next minibatch is swept
 with the parameters just updated.
+
+The same loop runs in one process and data-parallel. A process holds a *shard* of the
+documents (all of them in one process) and a :class:`~pyro_ssl.infer.reduce.Reducer`. Every
+process computes the same global minibatch order, sweeps only its own documents of each
+minibatch, and sums count changes, gradients and statistics through the reducer (the
+identity in one process). Every random choice is keyed by ``(seed, what, epoch, ...,
+document)`` (:mod:`pyro_ssl.smc.uniforms`), so a document's draws do not depend on which
+process holds it: the same seed gives the same topic paths, counts and ``phi`` in one process
+and in ``N``, and LSTM weights equal up to the order of floating-point gradient sums.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import asdict, dataclass
+import zlib
+from dataclasses import dataclass
 
 import torch
 
+from ..config import SSLConfig
+from ..data.shard import shard_bounds
 from ..model import TopicalSSL, length_mask, log_joint
 from ..smc.csmc import csmc_sweep
-from .init import initial_paths
-from .mstep import PriorMStep, dirichlet_log_phi, leave_out_log_emission, smoothed_log_phi, topic_word_counts
+from ..smc.uniforms import KeyedUniforms, keyed_generator, keyed_uniform, mix_key
+from .mstep import (
+    PriorMStep,
+    dirichlet_log_phi,
+    dropout_masks,
+    leave_out_log_emission,
+    smoothed_log_phi,
+    topic_word_counts,
+)
+from .reduce import LOCAL, Reducer
 
-__all__ = ["EMConfig", "StochasticEM", "SweepStats"]
-
-
-@dataclass
-class EMConfig:
-    """Hyperparameters of the learning loop (see ``docs/learning.md`` for the defaults' evidence).
-
-    Attributes:
-        num_particles: particles per document in the E-step sweep (including the reference).
-        ancestor_lag: ancestor-sampling look-ahead ``L`` (0 = plain CSMC, ``"full"`` = exact).
-        resampling: resampling scheme for the conditional sweep.
-        batch_size: documents per minibatch (E-step and M-step).
-        mstep_iters: gradient steps on each minibatch's fresh paths.
-        lr, clip_norm: Adam learning rate and per-parameter gradient-norm clip.
-        beta: Dirichlet smoothing of ``phi``.
-        phi_update: ``"smoothed"`` (posterior mean of the counts) or ``"gibbs"`` (a draw).
-        emission: ``"global"`` sweeps every document under ``phi`` from all documents (the
-            seed's); ``"leave_out"`` under ``phi`` from the other documents
-            (:func:`~pyro_ssl.infer.mstep.leave_out_log_emission`).
-        init: initial paths: ``"uniform"`` (the seed's), ``"smc"`` (a particle-filter pass
-            under a randomly perturbed ``phi``) or ``"hmm"`` (paths sampled from an HMM fitted
-            by EM, the prior then pre-trained on them).
-        init_steps: M-step iterations pre-training the prior on the initial paths.
-        sweeps_per_epoch: E-step sweeps over every minibatch per epoch.
-    """
-
-    num_particles: int = 10
-    ancestor_lag: int | str = 5
-    resampling: str = "multinomial"
-    batch_size: int = 50
-    mstep_iters: int = 5
-    lr: float = 1e-2
-    clip_norm: float = 5.0
-    beta: float = 0.1
-    phi_update: str = "smoothed"
-    emission: str = "leave_out"
-    init: str = "smc"
-    init_steps: int = 0
-    sweeps_per_epoch: int = 1
-
-    def validate(self) -> None:
-        if self.num_particles < 2:
-            raise ValueError(f"num_particles must be >= 2 for particle Gibbs, got {self.num_particles}")
-        if self.batch_size < 1 or self.mstep_iters < 0 or self.sweeps_per_epoch < 1:
-            raise ValueError("batch_size and sweeps_per_epoch must be >= 1, mstep_iters >= 0")
-        if self.phi_update not in ("smoothed", "gibbs"):
-            raise ValueError(f"phi_update must be 'smoothed' or 'gibbs', got {self.phi_update!r}")
-        if self.emission not in ("global", "leave_out"):
-            raise ValueError(f"emission must be 'global' or 'leave_out', got {self.emission!r}")
-        if self.init not in ("uniform", "smc", "hmm"):
-            raise ValueError(f"init must be 'uniform', 'smc' or 'hmm', got {self.init!r}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["StochasticEM", "SweepStats", "perturbed_log_phi"]
 
 
 @dataclass
@@ -83,171 +51,308 @@ class SweepStats:
     distinct step-``t`` ancestors among the final particles.
     """
 
-    changed: torch.Tensor
-    ess: torch.Tensor
-    ancestors: torch.Tensor
-    active: torch.Tensor
-    sweeps: int = 0
+    sums: torch.Tensor  # (4, T): changed, ess, ancestors, active
 
     @classmethod
     def zeros(cls, T: int, device) -> "SweepStats":
-        z = lambda: torch.zeros(T, dtype=torch.float64, device=device)  # noqa: E731
-        return cls(z(), z(), z(), z())
+        return cls(torch.zeros(4, T, dtype=torch.float64, device=device))
 
     def add(self, old: torch.Tensor, new: torch.Tensor, ess: torch.Tensor, anc: torch.Tensor, mask: torch.Tensor):
         T = mask.shape[1]
         m = mask.to(torch.float64)
-        self.changed[:T] += ((old != new).to(torch.float64) * m).sum(0)
-        self.ess[:T] += (ess.to(torch.float64) * m).sum(0)
-        self.ancestors[:T] += (anc.to(torch.float64) * m).sum(0)
-        self.active[:T] += m.sum(0)
-        self.sweeps += 1
+        for row, v in enumerate(((old != new), ess, anc, mask)):
+            self.sums[row, :T] += (v.to(torch.float64) * m).sum(0)
 
-    def summary(self, lengths: torch.Tensor | None = None) -> dict:
-        a = self.active.clamp_min(1)
-        rate = self.changed / a
-        keep = self.active > 0
-        quint = _by_quintile(rate[keep])
+    def summary(self) -> dict:
+        changed, ess, anc, active = self.sums
+        keep = active > 0
+        a = active[keep]
+        rate = changed[keep] / a
         return {
-            "update_rate": rate[keep].tolist(),
-            "update_rate_quintiles": quint,
-            "ess": (self.ess / a)[keep].tolist(),
-            "ancestors": (self.ancestors / a)[keep].tolist(),
+            "update_rate": rate.tolist(),
+            "update_rate_quintiles": _by_quintile(rate),
+            "ess": (ess[keep] / a).tolist(),
+            "ancestors": (anc[keep] / a).tolist(),
         }
 
 
 def _by_quintile(v: torch.Tensor) -> list[float]:
     if v.numel() == 0:
         return []
-    chunks = torch.tensor_split(v, min(5, v.numel()))
-    return [float(c.mean()) for c in chunks]
+    return [float(c.mean()) for c in torch.tensor_split(v, min(5, v.numel()))]
+
+
+def perturbed_log_phi(unigram: torch.Tensor, K: int, beta: float, seed: int, dtype) -> torch.Tensor:
+    """Topics that are the corpus unigram times independent Gamma(1) noise, ``(K, V)``.
+
+    Every topic is plausible for the corpus but each prefers different words, so a filter pass
+    under them assigns topics that already differ (a start where every topic looks alike is a
+    fixed point particle Gibbs leaves slowly; issue 8). ``unigram``: ``(V,)`` word counts.
+    The noise is keyed by ``seed`` alone, the same in every process.
+    """
+    K_, V = int(K), unigram.numel()
+    noise = -torch.log(keyed_uniform((K_, V), int(seed), "phi", 0)).to(unigram.device)
+    w = (unigram.to(torch.float64) + beta) * noise
+    return (w.log() - w.sum(-1, keepdim=True).log()).to(dtype)
 
 
 class StochasticEM:
-    """State of a particle-Gibbs stochastic-EM run over one training corpus.
+    """State of a particle-Gibbs stochastic-EM run over one process's documents.
 
     Args:
         model: the :class:`~pyro_ssl.model.TopicalSSL` whose prior is trained in place.
-        tokens: ``(D, T)`` padded training word ids; lengths ``(D,)``.
-        config: :class:`EMConfig`.
-        seed: seeds the sweep generator, the minibatch order and the initial paths.
+        shard: this process's documents (:class:`~pyro_ssl.data.shard.TokenShard`, or an
+            :class:`~pyro_ssl.data.ondisk.OnDiskCorpus` shard): ``start``, ``stop``,
+            ``lengths``, ``padded(indices, device)``, ``word_counts()``.
+        config: :class:`~pyro_ssl.config.SSLConfig` (sampler, learning and seed are used).
+        global_lengths: ``(D,)`` lengths of *all* documents (default: the shard's, one process).
+        reducer: :data:`~pyro_ssl.infer.reduce.LOCAL` or one that sums over ranks.
+        initial_paths: optional ``(D_shard, T)`` start paths (e.g. from an HMM) instead of
+            ``config.learning.init``.
     """
 
-    def __init__(self, model: TopicalSSL, tokens: torch.Tensor, lengths: torch.Tensor, config: EMConfig, seed: int = 0):
-        config.validate()
-        self.model = model
-        self.config = config
-        device = model.prior.device
-        self.tokens = tokens.to(device)
-        self.lengths = lengths.to(device)
-        self.mask = length_mask(self.lengths, self.tokens.shape[1])
-        self.generator = torch.Generator(device=device).manual_seed(int(seed))
-        self.seed = int(seed)
-        self.mstep = PriorMStep(model.prior, lr=config.lr, clip_norm=config.clip_norm)
-        self.paths: torch.Tensor | None = None
+    def __init__(self, model: TopicalSSL, shard, config: SSLConfig, *, global_lengths: torch.Tensor | None = None,
+                 reducer: Reducer = LOCAL, initial_paths: torch.Tensor | None = None):
+        self.model, self.config, self.reducer, self.shard = model, config, reducer, shard
+        self.sampler, self.learning, self.seed = config.sampler, config.learning, int(config.seed)
+        self.device = model.prior.device
+        self.lo, self.hi = int(shard.start), int(shard.stop)
+        self.local_lengths = shard.lengths.to(torch.long).cpu()
+        self.global_lengths = (self.local_lengths if global_lengths is None else global_lengths).to(torch.long).cpu()
+        self.D = int(self.global_lengths.numel())
+        self.T_max = int(self.global_lengths.max()) if self.D else 0
+        off = torch.zeros(self.local_lengths.numel() + 1, dtype=torch.long)
+        torch.cumsum(self.local_lengths, 0, out=off[1:])
+        self.local_offsets = off.to(self.device)
+        # This shard's topic paths, flat in its token order (CSR, like an on-disk corpus).
+        self.paths = torch.zeros(int(off[-1]), dtype=torch.int32, device=self.device)
         self.counts: torch.Tensor | None = None
         self.log_phi: torch.Tensor | None = None
         self.epoch = 0
+        self.mstep = PriorMStep(model.prior, lr=self.learning.lr, clip_norm=self.learning.clip_norm, reducer=reducer)
+        self._initial_paths = initial_paths
 
-    # ------------------------------------------------------------------ parameters
-    def _refresh_phi(self) -> None:
-        beta = self.model.beta
-        if self.config.phi_update == "gibbs":
-            self.log_phi = dirichlet_log_phi(self.counts, beta).to(self.model.prior.dtype)
+    # ------------------------------------------------------------------ storage
+    def _positions(self, local: torch.Tensor, T: int):
+        n = self.local_lengths[local].to(self.device)
+        mask = length_mask(n, T)
+        pos = self.local_offsets[local.to(self.device)].unsqueeze(-1) + torch.arange(T, device=self.device)
+        return pos[mask], mask
+
+    def get_paths(self, local: torch.Tensor, T: int) -> torch.Tensor:
+        """``(B, T)`` long paths of shard-local documents ``local`` (0 at padding)."""
+        pos, mask = self._positions(local, T)
+        z = torch.zeros(mask.shape, dtype=torch.long, device=self.device)
+        z[mask] = self.paths[pos].long()
+        return z
+
+    def _set_paths(self, local: torch.Tensor, z: torch.Tensor) -> None:
+        pos, mask = self._positions(local, z.shape[1])
+        self.paths[pos] = z[mask].to(torch.int32)
+
+    def _batch(self, local: torch.Tensor):
+        return self.shard.padded(local, device=self.device)
+
+    def _refresh_phi(self, key: tuple) -> None:
+        beta, dtype = self.model.beta, self.model.prior.dtype
+        if self.learning.phi_update == "gibbs":
+            self.log_phi = dirichlet_log_phi(self.counts, beta, key=mix_key(self.seed, "phi", *key)).to(dtype)
         else:
-            self.log_phi = smoothed_log_phi(self.counts, beta).to(self.model.prior.dtype)
+            self.log_phi = smoothed_log_phi(self.counts, beta).to(dtype)
 
+    def _minibatches(self, epoch: int):
+        """``(global ids, mine, shard-local indices)`` of every global minibatch of ``epoch``."""
+        order = torch.randperm(self.D, generator=keyed_generator(self.seed, "order", epoch))
+        for gidx in order.split(self.learning.batch_size):
+            mine = gidx[(gidx >= self.lo) & (gidx < self.hi)]
+            yield gidx, mine, mine - self.lo
+
+    # ------------------------------------------------------------------ start
+    @torch.no_grad()
     def initialize(self) -> None:
-        """Draw initial paths, set ``phi`` from their counts, optionally pre-train the prior."""
-        self.paths = initial_paths(self.model, self.tokens, self.lengths, self.config, self.generator)
-        self.counts = topic_word_counts(self.paths, self.tokens, self.lengths, self.model.K, self.model.V)
-        self._refresh_phi()
-        for _ in range(self.config.init_steps):
-            for idx in self._minibatches():
-                self.mstep.step(self.paths[idx], self.lengths[idx])
+        """Initial paths (keyed by document), global counts, ``phi``; optional prior pre-training."""
+        model, K, V = self.model, self.model.K, self.model.V
+        init = self.learning.init
+        P = self.sampler.num_particles
+        ids_all = torch.arange(self.lo, self.hi)
+        if init == "smc":
+            unigram = torch.zeros(V, dtype=torch.float64, device=self.device)
+            wc = self.shard.word_counts()
+            unigram[: wc.numel()] = wc.to(device=self.device, dtype=torch.float64)
+            self.reducer.sum(unigram)
+            init_log_phi = perturbed_log_phi(unigram, K, model.beta, self.seed, model.prior.dtype)
+        for local in torch.arange(len(self.local_lengths)).split(self.learning.batch_size):
+            x, n = self._batch(local)
+            ids = ids_all[local]
+            if self._initial_paths is not None:
+                z = self._initial_paths[local.to(self._initial_paths.device), : x.shape[1]].to(self.device)
+            elif init == "smc":
+                u = KeyedUniforms(self.seed, ids, n, x.shape[1], P, (0,), stream="init",
+                                  device=self.device, dtype=model.prior.dtype)
+                z = csmc_sweep(model.prior, init_log_phi, x, n, P, None, resampling="systematic", uniforms=u).path
+            elif init == "uniform":
+                z = torch.zeros(x.shape, dtype=torch.long)
+                for b, (d, L) in enumerate(zip(ids.tolist(), n.tolist())):
+                    z[b, :L] = (keyed_uniform((L,), self.seed, "init", 0, d) * K).long().clamp_(max=K - 1)
+                z = z.to(self.device)
+            else:
+                raise ValueError(f"init={init!r} needs initial_paths (the estimator computes them)")
+            self._set_paths(local, z)
+        self.counts = self.reducer.sum(self._local_counts())
+        self._refresh_phi((-1,))
+        for it in range(self.learning.init_steps):
+            for mb, (gidx, mine, local) in enumerate(self._minibatches(-1 - it)):
+                self._mstep_minibatch(gidx, mine, local, (-1 - it, mb))
 
-    def _minibatches(self):
-        D = self.tokens.shape[0]
-        order = torch.randperm(D, generator=self.generator, device=self.generator.device)
-        return order.split(self.config.batch_size)
+    def _local_counts(self) -> torch.Tensor:
+        K, V = self.model.K, self.model.V
+        counts = torch.zeros(K, V, dtype=torch.float64, device=self.device)
+        for local in torch.arange(len(self.local_lengths)).split(max(self.learning.batch_size, 256)):
+            x, n = self._batch(local)
+            counts += topic_word_counts(self.get_paths(local, x.shape[1]), x, n, K, V)
+        return counts
 
-    # ------------------------------------------------------------------ one epoch
+    # ------------------------------------------------------------------ steps
+    def _mstep_minibatch(self, gidx, mine, local, key: tuple) -> float:
+        prior = self.model.prior
+        total_tokens = int(self.global_lengths[gidx].sum())
+        if len(local):
+            x, n = self._batch(local)
+            z = self.get_paths(local, x.shape[1])
+        else:
+            n = torch.zeros(0, dtype=torch.long, device=self.device)
+            z = torch.zeros(0, 1, dtype=torch.long, device=self.device)
+        loss = 0.0
+        for it in range(self.learning.mstep_iters):
+            masks = dropout_masks(prior, mine, n, z.shape[1], self.seed, "dropout", *key, it)
+            loss += self.mstep.step(z, n, total_tokens, masks)
+        return loss
+
+    @torch.no_grad()
+    def _sweep(self, mine, local, x, n, key: tuple):
+        """One conditional sweep of this process's documents of a minibatch; returns (old, result)."""
+        model, P = self.model, self.sampler.num_particles
+        T = x.shape[1]
+        old = self.get_paths(local, T)
+        log_emission = None
+        if self.learning.emission == "leave_out":
+            log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
+        u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=model.prior.dtype)
+        res = csmc_sweep(model.prior, self.log_phi, x, n, P, old, resampling=self.sampler.resampling,
+                         ancestor_lag=self.sampler.ancestor_lag, uniforms=u, diagnostics=True,
+                         log_emission=log_emission)
+        return old, res
+
     def run_epoch(self) -> dict:
-        """One pass of E-step, ``phi`` update and M-step over every minibatch; returns stats."""
-        if self.paths is None:
+        """E-step, ``phi`` update and M-step over every global minibatch; returns the epoch's entry."""
+        if self.counts is None:
             self.initialize()
-        cfg, model = self.config, self.model
+        model, learning = self.model, self.learning
+        K, V = model.K, model.V
         t0 = time.perf_counter()
-        stats = SweepStats.zeros(self.tokens.shape[1], self.tokens.device)
-        log_joint_sum, mstep_loss, n_loss = 0.0, 0.0, 0
+        stats = SweepStats.zeros(self.T_max, self.device)
+        acc = torch.zeros(2, dtype=torch.float64, device=self.device)  # log joint, M-step loss
         e_seconds = m_seconds = 0.0
-        for idx in self._minibatches():
-            n = self.lengths[idx]
-            T = int(n.max())
-            x, mask = self.tokens[idx, :T], self.mask[idx, :T]
-            for _ in range(cfg.sweeps_per_epoch):
-                te = time.perf_counter()
-                old = self.paths[idx, :T]
-                log_emission = None
-                if cfg.emission == "leave_out":
-                    log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
-                res = csmc_sweep(
-                    model.prior,
-                    self.log_phi,
-                    x,
-                    n,
-                    cfg.num_particles,
-                    old,
-                    resampling=cfg.resampling,
-                    ancestor_lag=cfg.ancestor_lag,
-                    generator=self.generator,
-                    diagnostics=True,
-                    log_emission=log_emission,
-                )
-                new = res.path
-                stats.add(old, new, res.ess, res.num_ancestors, mask)
-                self.counts -= topic_word_counts(old, x, n, model.K, model.V)
-                self.counts += topic_word_counts(new, x, n, model.K, model.V)
+        n_steps = 0
+        for mb, (gidx, mine, local) in enumerate(self._minibatches(self.epoch)):
+            te = time.perf_counter()
+            have = len(local) > 0
+            if have:
+                x, n = self._batch(local)
+                mask = length_mask(n, x.shape[1])
+            for s in range(learning.sweeps_per_epoch):
+                delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
+                if have:
+                    old, res = self._sweep(mine, local, x, n, (self.epoch, s))
+                    stats.add(old, res.path, res.ess, res.num_ancestors, mask)
+                    delta += topic_word_counts(res.path, x, n, K, V)
+                    delta -= topic_word_counts(old, x, n, K, V)
+                    self._set_paths(local, res.path)
+                self.counts += self.reducer.sum(delta)
                 self.counts.clamp_(min=0.0)  # float round-off only; counts are integers
-                self.paths[idx, :T] = new
-                self._refresh_phi()
-                e_seconds += time.perf_counter() - te
+                self._refresh_phi((self.epoch, mb, s))
             tm = time.perf_counter()
-            for _ in range(cfg.mstep_iters):
-                mstep_loss += self.mstep.step(self.paths[idx, :T], n)
-                n_loss += 1
+            e_seconds += tm - te
+            acc[1] += self._mstep_minibatch(gidx, mine, local, (self.epoch, mb))
+            n_steps += learning.mstep_iters
             m_seconds += time.perf_counter() - tm
-            with torch.no_grad():
-                log_joint_sum += float(log_joint(model.prior, self.log_phi, x, self.paths[idx, :T], n).sum())
+            if have:
+                with torch.no_grad():
+                    acc[0] += log_joint(model.prior, self.log_phi, x, self.get_paths(local, x.shape[1]), n).sum()
+        self.reducer.sum(acc)
+        self.reducer.sum(stats.sums)
         self.epoch += 1
-        tokens = int(self.lengths.sum())
+        seconds = time.perf_counter() - t0
         entry = {
             "epoch": self.epoch,
-            "log_joint_per_token": log_joint_sum / tokens,
-            "mstep_loss": mstep_loss / max(n_loss, 1),
-            "seconds": time.perf_counter() - t0,
+            "log_joint_per_token": float(acc[0]) / max(int(self.global_lengths.sum()), 1),
+            "mstep_loss": float(acc[1]) / max(n_steps, 1),
+            "seconds": seconds,
             "estep_seconds": e_seconds,
             "mstep_seconds": m_seconds,
+            "docs_per_second": self.D / seconds,
+            "world_size": self.reducer.world_size,
         }
         entry.update(stats.summary())
         return entry
 
-    # ------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------ state
+    def gather_paths(self) -> torch.Tensor:
+        """All documents' paths, flat in global token order (a collective in a data-parallel fit)."""
+        W = self.reducer.world_size
+        if W == 1:
+            return self.paths.long().cpu()
+        off = self.global_offsets()
+        sizes = []
+        for r in range(W):
+            lo, hi = shard_bounds(self.D, r, W)
+            sizes.append(int(off[hi] - off[lo]))
+        return self.reducer.gather_flat(self.paths, sizes).long().cpu()
+
+    def fingerprint(self, V: int) -> str:
+        """SHA-256 of every document's token ids, the lengths and ``V``, the same in any process layout.
+
+        Each document contributes a keyed 31-bit hash of its ids, summed over documents (and
+        ranks: integer sums are exact), so no process needs the others' tokens.
+        """
+        ids = torch.arange(self.lo, self.hi)
+        total = 0
+        for local in torch.arange(len(self.local_lengths)).split(4096):
+            x, n = self.shard.padded(local)
+            x = x.cpu().numpy()
+            for row, d, L in zip(x, ids[local].tolist(), n.tolist()):
+                total += mix_key(d, zlib.crc32(row[:L].astype("int64").tobytes())) & 0x7FFFFFFF
+        summed = self.reducer.sum(torch.tensor([total], dtype=torch.int64))
+        h = hashlib.sha256(b"pyro-ssl-data-v2")
+        h.update(self.global_lengths.numpy().tobytes())
+        h.update(f"{int(summed[0])}:{int(V)}".encode())
+        return h.hexdigest()
+
+    def global_offsets(self) -> torch.Tensor:
+        """``(D + 1,)`` offsets of each document's path in :meth:`gather_paths`."""
+        off = torch.zeros(self.D + 1, dtype=torch.long)
+        torch.cumsum(self.global_lengths, 0, out=off[1:])
+        return off
+
     def state_dict(self) -> dict:
+        """Plain tensors and containers to continue exactly, in a process group of any size."""
         return {
-            "paths": self.paths,
-            "counts": self.counts,
-            "log_phi": self.log_phi,
             "epoch": self.epoch,
-            "generator": self.generator.get_state(),
+            "prior": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "counts": self.counts.cpu(),
+            "log_phi": self.log_phi.detach().cpu(),
+            "paths": self.gather_paths().to(torch.int32),
             "mstep": self.mstep.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        device = self.tokens.device
-        self.paths = state["paths"].to(device)
-        self.counts = state["counts"].to(device)
-        self.log_phi = state["log_phi"].to(device)
+        off = self.global_offsets()
+        paths = state["paths"]
+        if paths.numel() != int(off[-1]):
+            raise ValueError(f"checkpoint holds {paths.numel()} path entries, the data has {int(off[-1])} tokens")
+        self.model.load_state_dict(state["prior"])
+        self.counts = state["counts"].to(device=self.device, dtype=torch.float64)
+        self.paths = paths[int(off[self.lo]) : int(off[self.hi])].to(device=self.device, dtype=torch.int32)
         self.epoch = int(state["epoch"])
-        self.generator.set_state(state["generator"])
+        self.log_phi = state["log_phi"].to(device=self.device, dtype=self.model.prior.dtype)
         self.mstep.load_state_dict(state["mstep"])

@@ -6,11 +6,20 @@ import pyro
 import pyro.optim
 import torch
 from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import Trace_ELBO
 
-from ..model import LSTMPrior, TopicSequence, length_mask
+from ..model import DropoutMasks, LSTMPrior, TopicSequence, length_mask
+from ..smc.uniforms import keyed_document_uniforms
+from .reduce import LOCAL, Reducer
 
-__all__ = ["topic_word_counts", "smoothed_log_phi", "dirichlet_log_phi", "leave_out_log_emission", "PriorMStep"]
+__all__ = [
+    "topic_word_counts",
+    "smoothed_log_phi",
+    "dirichlet_log_phi",
+    "leave_out_log_emission",
+    "dropout_masks",
+    "PriorMStep",
+]
 
 
 def topic_word_counts(
@@ -72,63 +81,105 @@ def leave_out_log_emission(
     return num.log() - den.log()
 
 
-def dirichlet_log_phi(counts: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def dirichlet_log_phi(counts: torch.Tensor, beta: float, key: int | None = None) -> torch.Tensor:
     """A draw of ``log phi`` from its conditional ``Dirichlet(n_k + beta)`` (Gibbs step), ``(K, V)``.
 
-    Drawn through normalised Gamma variates with ``torch._standard_gamma`` so a seeded
-    generator is not needed by torch's Dirichlet; the global RNG is used (seeded by callers).
+    Drawn through normalised Gamma variates (``torch._standard_gamma``, which takes no
+    generator). With ``key`` the draw is a function of the key alone: torch's RNG is forked
+    and seeded with it, so every rank of a data-parallel fit draws the same ``phi`` and the
+    caller's RNG stream is untouched; without, torch's global RNG is used.
     """
-    g = torch._standard_gamma((counts + beta).to(torch.float64))
+    alpha = (counts + beta).to(torch.float64)
+    if key is None:
+        g = torch._standard_gamma(alpha)
+    else:
+        devices = [alpha.device] if alpha.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(key))
+            g = torch._standard_gamma(alpha)
     g = g.clamp_min(torch.finfo(torch.float64).tiny)
     return (g.log() - g.sum(-1, keepdim=True).log()).to(counts.dtype)
 
 
-class PriorMStep:
-    """Maximum-likelihood steps for ``theta`` on sampled topic paths, with Pyro's SVI.
+def dropout_masks(prior: LSTMPrior, doc_ids: torch.Tensor, lengths: torch.Tensor, T: int, *key) -> DropoutMasks | None:
+    """Inverted-dropout masks for a batch of documents, keyed by ``(*key, "dropout", doc)``.
 
-    With an empty guide and the topic paths observed, ``Trace_ELBO`` is exactly
-    ``-log p(z* | theta)`` (scaled per token), so SVI is Pyro's idiomatic gradient step on the
-    teacher-forced likelihood. Every call runs in a fresh private param-store scope: Pyro's
-    optimiser keys its state by parameter object, so nothing is lost between calls, and
-    several models can be trained in one process without their names clashing.
+    A document's masks depend on its id and length only (not on its batch or rank), so a
+    data-parallel M-step computes the single-process gradient. ``None`` without dropout.
+    """
+    p = float(prior.drop.p)
+    if p == 0.0 or doc_ids.numel() == 0:
+        return None
+    E, H = prior.embed_dim, prior.hidden_size
+    u = keyed_document_uniforms(doc_ids, lengths, T, E + H, *key, device=prior.device)
+    keep = (u >= p).to(device=prior.device, dtype=prior.dtype) / (1.0 - p)
+    embed, hidden = keep.split([E, H], dim=-1)
+    return DropoutMasks(embed, hidden)
+
+
+class PriorMStep:
+    """Gradient steps for ``theta`` on sampled topic paths, with Pyro's ``Trace_ELBO`` and ``Adam``.
+
+    With an empty guide and the topic paths observed, the ELBO is exactly ``-log p(z* | theta)``
+    (scaled by ``1 / tokens in the minibatch``), so this is Pyro's gradient step on the
+    teacher-forced likelihood. Gradients pass through ``reducer`` before the optimiser: the
+    identity in one process, a sum over ranks in a data-parallel fit, where each rank holds
+    some of the minibatch's documents and the scale uses the whole minibatch's token count.
+    Every call runs in a private param-store scope: Pyro's optimiser keys its state by
+    parameter object, so several models can train in one process without names clashing.
 
     Args:
         prior: the LSTM prior to train.
-        lr: Adam learning rate.
-        clip_norm: gradient-norm clip per parameter (Pyro's ``clip_args``).
+        lr: Adam learning rate; clip_norm: gradient-norm clip per parameter.
+        reducer: :class:`~pyro_ssl.infer.reduce.Reducer`.
     """
 
-    def __init__(self, prior: LSTMPrior, lr: float = 1e-2, clip_norm: float = 5.0):
+    def __init__(self, prior: LSTMPrior, lr: float = 1e-2, clip_norm: float = 5.0, reducer: Reducer = LOCAL):
         self.prior = prior
         self.optim = pyro.optim.Adam({"lr": lr}, {"clip_norm": clip_norm})
-        self.svi = SVI(self._model, self._guide, self.optim, Trace_ELBO())
+        self.reducer = reducer
+        self._elbo = Trace_ELBO()
 
-    def _model(self, z: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor | None):
+    def _model(self, z, lengths, scale, masks):
         pyro.module("ssl_prior", self.prior)
-        if weight is None:
-            scale = 1.0 / max(int(lengths.sum()), 1)
-        else:
-            scale = weight / (weight * lengths).sum().clamp_min(1e-12)
+        if z.shape[0] == 0:
+            return
         with pyro.plate("docs", z.shape[0]), poutine.scale(scale=scale):
-            pyro.sample("z", TopicSequence(self.prior, lengths, z.shape[-1]), obs=z)
+            pyro.sample("z", TopicSequence(self.prior, lengths, z.shape[-1], masks), obs=z)
 
-    def _guide(self, z, lengths, weight):
+    def _guide(self, *args):
         pass
 
-    def step(self, z: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor | None = None) -> float:
-        """One gradient step on ``-sum_b w_b log p(z_b | theta) / sum_b w_b len_b``; returns it.
+    def step(self, z: torch.Tensor, lengths: torch.Tensor, total_tokens: int | None = None,
+             masks: DropoutMasks | None = None) -> float:
+        """One gradient step on ``-sum_b log p(z_b | theta) / total_tokens``; returns this process's share.
 
         Args:
-            z: ``(B, T)`` topic paths; lengths ``(B,)``.
-            weight: optional ``(B,)`` per-path weights (e.g. final particle weights when
-                every particle's path of a document is used); uniform when omitted.
+            z: ``(B, T)`` topic paths (``B`` may be 0 on a rank without documents in the
+                minibatch); lengths ``(B,)``.
+            total_tokens: tokens of the whole minibatch over all ranks (default: these).
+            masks: dropout masks (:func:`dropout_masks`); without them the prior runs in
+                eval mode (no dropout).
         """
-        self.prior.train()
-        try:
-            with pyro.get_param_store().scope():
-                loss = self.svi.step(z, lengths, weight)
-        finally:
-            self.prior.eval()
+        total = int(lengths.sum()) if total_tokens is None else int(total_tokens)
+        scale = 1.0 / max(total, 1)
+        with pyro.get_param_store().scope():
+            # Training mode only for cuDNN's RNN backward: dropout is the given masks, and the
+            # one-layer LSTM has none of its own, so the numbers are those of eval mode.
+            self.prior.train()
+            try:
+                with poutine.trace(param_only=True) as capture:
+                    loss = self._elbo.loss_and_grads(self._model, self._guide, z, lengths, scale, masks)
+            finally:
+                self.prior.eval()
+            sites = sorted(capture.trace.nodes.items())  # the same order on every rank
+            params = [site["value"].unconstrained() for _, site in sites]
+            grads = [q.grad if q.grad is not None else torch.zeros_like(q) for q in params]
+            flat = self.reducer.sum(torch.cat([g.reshape(-1) for g in grads]))
+            for q, g in zip(params, flat.split([q.numel() for q in params])):
+                q.grad = g.view_as(q).clone()
+            self.optim(params)
+            pyro.infer.util.zero_grads(set(params))
         return float(loss)
 
     def state_dict(self) -> dict:

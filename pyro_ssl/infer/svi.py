@@ -23,6 +23,7 @@ Shapes: ``B`` documents, ``T`` padded length, ``K`` topics, ``V`` words, ``H`` h
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
 
 import pyro
 import pyro.distributions as dist
@@ -39,10 +40,11 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 
 from ..model import TopicalSSL, length_mask
-from ..smc.categorical import sample_categorical
-from .init import perturbed_log_phi
+from ..smc.resampling import inverse_cdf
+from .em import perturbed_log_phi
+from .mstep import topic_word_counts
 
-__all__ = ["GuideSequence", "SSLGuide", "DocBaseline", "SVITrainer", "SVIConfig", "fit_svi", "scale_sites"]
+__all__ = ["GuideSequence", "SSLGuide", "DocBaseline", "SVITrainer", "SVIConfig", "SVIResult", "train_svi", "scale_sites"]
 
 
 # ---------------------------------------------------------------------------- distribution
@@ -221,7 +223,7 @@ class SSLGuide(PyroModule):
                     log_pi, pstate = prior.step(prev, pstate, ptable)
                 logits = logits + log_pi
             logp = torch.log_softmax(logits, -1)
-            zt = sample_categorical(logp.detach()) if sampling else z[:, t].clamp(0, self.K - 1)
+            zt = inverse_cdf(logp.detach(), torch.rand(logp.shape[:-1] + (1,), device=logp.device, dtype=logp.dtype)).squeeze(-1) if sampling else z[:, t].clamp(0, self.K - 1)
             zt = torch.where(mask[:, t], zt, torch.zeros_like(zt))
             logq = logq + logp.gather(-1, zt.unsqueeze(-1)).squeeze(-1).masked_fill(~mask[:, t], 0.0)
             zs.append(zt)
@@ -263,8 +265,9 @@ class scale_sites(Messenger):
 
 
 # ---------------------------------------------------------------------------- config + trainer
+@dataclass
 class SVIConfig:
-    """Settings of :class:`SVITrainer` (see ``docs/svi.md``).
+    """Settings of :class:`SVITrainer` (see ``docs/svi.md``); ``fit(method="svi")`` takes them as keywords.
 
     Attributes:
         batch_size: documents per SVI step.
@@ -276,29 +279,25 @@ class SVIConfig:
         word_dim, guide_hidden, topic_dim, informed: the guide (see :class:`SSLGuide`).
     """
 
-    def __init__(
-        self,
-        batch_size: int = 20,
-        num_particles: int = 1,
-        lr: float = 1e-2,
-        phi_lr: float = 5e-2,
-        clip_norm: float = 5.0,
-        baseline_beta: float = 0.9,
-        word_dim: int = 64,
-        guide_hidden: int = 64,
-        topic_dim: int = 16,
-        informed: str = "phi",
-    ):
-        if batch_size < 1 or num_particles < 1:
+    batch_size: int = 20
+    num_particles: int = 1
+    lr: float = 1e-2
+    phi_lr: float = 5e-2
+    clip_norm: float = 5.0
+    baseline_beta: float = 0.9
+    word_dim: int = 64
+    guide_hidden: int = 64
+    topic_dim: int = 16
+    informed: str = "phi"
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.num_particles < 1:
             raise ValueError("batch_size and num_particles must be >= 1")
-        if not 0.0 <= baseline_beta < 1.0:
+        if not 0.0 <= self.baseline_beta < 1.0:
             raise ValueError("baseline_beta must be in [0, 1)")
-        self.batch_size, self.num_particles = int(batch_size), int(num_particles)
-        self.lr, self.phi_lr, self.clip_norm, self.baseline_beta = lr, phi_lr, clip_norm, baseline_beta
-        self.word_dim, self.guide_hidden, self.topic_dim, self.informed = word_dim, guide_hidden, topic_dim, informed
 
     def as_dict(self) -> dict:
-        return dict(vars(self))
+        return asdict(self)
 
 
 class SVITrainer:
@@ -442,90 +441,51 @@ class SVITrainer:
 
 
 # ---------------------------------------------------------------------------- entry point
-_SSL_KEYS = {"hidden_size", "embed_dim", "dropout", "beta", "dtype"}
-_CFG_KEYS = {"num_particles", "batch_size", "lr", "phi_lr", "clip_norm", "baseline_beta", "word_dim",
-             "guide_hidden", "topic_dim", "informed"}
+@dataclass
+class SVIResult:
+    """What :func:`train_svi` learned: the guide, the trainer (its optimiser state), ``log_phi``
+    ``(K, V)`` and one history entry per epoch. :meth:`pyro_ssl.SSL.fit` with
+    ``method="svi"`` wraps it into a fitted estimator."""
+
+    config: SVIConfig
+    guide: "SSLGuide"
+    trainer: "SVITrainer"
+    log_phi: torch.Tensor
+    history: list = field(default_factory=list)
 
 
-def fit_svi(
-    data,
-    K: int = 50,
-    epochs: int = 20,
-    *,
-    num_particles: int = 1,
-    lr: float = 1e-2,
-    batch_size: int = 20,
-    seed: int = 0,
-    device=None,
-    eval_data=None,
-    eval_every: int = 1,
-    eval_particles: int = 100,
-    vocab_size: int | None = None,
-    callback=None,
-    progress: bool = True,
-    **kwargs,
-):
-    """Fit the Topical SSL by SVI with an amortised guide: ``pyro_ssl.fit(corpus, method="svi")``.
+def train_svi(model: TopicalSSL, tokens: torch.Tensor, lengths: torch.Tensor, cfg: SVIConfig, *, seed: int,
+              epochs: int, progress: bool = True, on_epoch=None) -> SVIResult:
+    """Learn ``model``'s prior and ``phi`` by SVI with an amortised guide.
 
     Args:
-        data: training documents (a Corpus, token-id lists, or ``(tokens, lengths)``).
-        K: topics. epochs: passes over the data.
-        num_particles: guide samples per document per step (ELBO particles; not SMC particles).
-        lr: Adam learning rate of the guide, the baseline and the LSTM prior.
-        batch_size: documents per step. seed: seeds Pyro's RNG and the minibatch order.
-        device: torch device (CPU by default).
-        eval_data: optional ``(tokens, lengths, T1)`` completion set, scored every
-            ``eval_every`` epochs by the SMC particle filter with ``eval_particles`` particles
-            (:meth:`SSL.completion_perplexity`, as for particle-Gibbs fits) -> ``completion_ppl``.
-        vocab_size, callback, progress: as for :meth:`SSL.fit` (``callback(ssl, entry)``
-            returning ``True`` stops).
-        **kwargs: model sizes (``hidden_size``, ``embed_dim``, ``dropout``, ``beta``, ``dtype``)
-            and :class:`SVIConfig` fields (``phi_lr``, ``clip_norm``, ``baseline_beta``,
-            ``word_dim``, ``guide_hidden``, ``topic_dim``, ``informed``).
-    Returns:
-        A fitted :class:`~pyro_ssl.SSL` (``model``, ``log_phi``, ``history``, ``V``, ``vocab``)
-        with the guide and trainer attached as ``svi_guide`` and ``svi_trainer``.
+        model: a :class:`~pyro_ssl.model.TopicalSSL` (its prior is trained in place).
+        tokens: ``(D, T)`` padded word ids on the model's device; lengths ``(D,)``.
+        cfg: :class:`SVIConfig`. seed: the minibatch order and the guide's initial ``phi``.
+        on_epoch: called as ``on_epoch(entry, log_phi)`` after every epoch (it may add keys
+            to ``entry``); returning ``True`` stops.
     """
-    from ..estimator import SSL, as_tokens
-
-    unknown = set(kwargs) - _SSL_KEYS - _CFG_KEYS
-    if unknown:
-        raise TypeError(f"fit(method='svi') got unexpected arguments {sorted(unknown)}; "
-                        f"SVI accepts {sorted(_SSL_KEYS | _CFG_KEYS)} besides the common ones")
-    ssl_kwargs = {k: kwargs[k] for k in _SSL_KEYS if k in kwargs}
-    cfg_kwargs = {k: kwargs[k] for k in _CFG_KEYS if k in kwargs}
-    cfg = SVIConfig(batch_size=batch_size, num_particles=num_particles, lr=lr, **cfg_kwargs)
-
-    est = SSL(K=K, seed=seed, device=device, **ssl_kwargs)
-    tokens, lengths, V, vocab = as_tokens(data, vocab_size)
-    est._build(V)  # seeds Pyro's RNG with `seed` and builds the model exactly as for PG
-    est.vocab = vocab
-    est.method = "svi"
-    dev, dtype = est.device, est.dtype
-    tokens, lengths = tokens.to(dev), lengths.to(dev)
-    gen = torch.Generator(device=dev).manual_seed(int(seed))
-    log_phi0 = perturbed_log_phi(tokens, lengths, K, est.V, est.beta, gen, dtype)
-    guide = SSLGuide(K, est.V, cfg.word_dim, cfg.guide_hidden, cfg.topic_dim, cfg.informed, log_phi0)
-    guide.to(device=dev, dtype=dtype)
-    trainer = SVITrainer(est.model, guide, cfg)
-    est.svi_guide, est.svi_trainer, est.svi_config = guide, trainer, cfg
-    est.log_phi = trainer.log_phi().detach()
-
-    D = tokens.shape[0]
-    num_tokens = int(lengths.sum())
     from tqdm.auto import tqdm
 
+    dev, dtype = model.prior.device, model.prior.dtype
+    K, V = model.K, model.V
+    unigram = topic_word_counts(torch.zeros_like(tokens), tokens, lengths, 1, V)[0]
+    log_phi0 = perturbed_log_phi(unigram, K, model.beta, seed, dtype)
+    guide = SSLGuide(K, V, cfg.word_dim, cfg.guide_hidden, cfg.topic_dim, cfg.informed, log_phi0)
+    guide.to(device=dev, dtype=dtype)
+    trainer = SVITrainer(model, guide, cfg)
+    result = SVIResult(cfg, guide, trainer, trainer.log_phi().detach())
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    D, num_tokens = tokens.shape[0], int(lengths.sum())
     bar = tqdm(range(int(epochs)), desc="pyro-ssl svi", disable=not progress, unit="epoch")
     for epoch in range(1, int(epochs) + 1):
         t0 = time.perf_counter()
-        order = torch.randperm(D, generator=gen, device=dev)
         elbos, objectives = [], []
-        for idx in order.split(cfg.batch_size):
+        for idx in torch.randperm(D, generator=gen, device=dev).split(cfg.batch_size):
             n = lengths[idx]
-            T = int(n.max())
-            elbos.append(trainer.step(tokens[idx, :T], n, total_docs=D))
+            elbos.append(trainer.step(tokens[idx, : int(n.max())], n, total_docs=D))
             objectives.append(trainer.last_objective)
-        est.log_phi = trainer.log_phi().detach().clone()
+        result.log_phi = trainer.log_phi().detach().clone()
         entry = {
             "epoch": epoch,
             "elbo_per_token": sum(elbos) / len(elbos) / num_tokens,
@@ -534,18 +494,11 @@ def fit_svi(
             "steps": len(elbos),
             "baseline_per_token": float(guide.baseline.avg),
         }
-        if eval_data is not None and epoch % eval_every == 0:
-            te = time.perf_counter()
-            res = est.completion_perplexity(*eval_data, num_particles=eval_particles, seeds=(epoch,))
-            entry["completion_ppl"] = res.mean
-            entry["eval_seconds"] = time.perf_counter() - te
-        est.history.append(entry)
+        stop = bool(on_epoch(entry, result.log_phi)) if on_epoch is not None else False
+        result.history.append(entry)
         bar.update(1)
-        post = {"elbo/tok": f"{entry['elbo_per_token']:.3f}", "s": f"{entry['seconds']:.2f}"}
-        if "completion_ppl" in entry:
-            post["ppl"] = f"{entry['completion_ppl']:.1f}"
-        bar.set_postfix(post)
-        if callback is not None and callback(est, entry):
+        bar.set_postfix({k: f"{entry[k]:.3f}" for k in ("elbo_per_token", "completion_ppl") if k in entry})
+        if stop:
             break
     bar.close()
-    return est
+    return result

@@ -31,15 +31,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import FULL_LAG
 from ..model import LSTMPrior, LSTMState, StepWeights, length_mask
-from .categorical import sample_categorical
-from .keyed import KeyedNoise
-from .resampling import Resampler, get_resampler
+from .resampling import Resampler, get_resampler, inverse_cdf, search_cdf
+from .uniforms import GeneratorUniforms, UniformSource
 
 __all__ = ["SweepResult", "csmc_sweep", "particle_filter", "FULL_LAG"]
-
-FULL_LAG = "full"
-"""Pass as ``ancestor_lag`` for exact ancestor sampling (look ahead to the document's end)."""
 
 
 @dataclass
@@ -155,10 +152,10 @@ def csmc_sweep(
     *,
     resampling: str | Resampler = "multinomial",
     ancestor_lag: int | str = 0,
+    uniforms: UniformSource | None = None,
     generator: torch.Generator | None = None,
     diagnostics: bool = False,
     log_emission: torch.Tensor | None = None,
-    noise: KeyedNoise | None = None,
 ) -> SweepResult:
     """One (conditional) SMC sweep over a batch of documents.
 
@@ -176,14 +173,13 @@ def csmc_sweep(
             reference's ancestor at each step using ``L`` steps of its future prior
             probability (a truncation, exact when ``L`` reaches the document's end);
             :data:`FULL_LAG` looks ahead to the end. Needs a reference.
-        generator: torch generator on the model's device for reproducible draws.
+        uniforms: where every draw's uniforms come from
+            (:class:`~pyro_ssl.smc.uniforms.UniformSource`; e.g. keyed by document in
+            learning); default fresh uniforms from ``generator``.
+        generator: torch generator on the model's device, used when ``uniforms`` is omitted.
         diagnostics: also trace every particle back (``particles``, ``num_ancestors``).
         log_emission: optional ``(B, T, K)`` per-document ``log p(x_t | z_t = k)`` used instead
             of ``log_phi[:, x]`` (e.g. leave-document-out topics during learning).
-        noise: optional :class:`~pyro_ssl.smc.keyed.KeyedNoise`: every draw (ancestors by
-            inverse CDF, the ancestor-sampling redraw, proposals, the final choice) then takes
-            its uniforms from it instead of ``generator``, so a document's draws do not depend
-            on the other documents of the batch (used by :mod:`pyro_ssl.distributed`).
 
     Returns:
         :class:`SweepResult`.
@@ -236,6 +232,8 @@ def csmc_sweep(
     # Sharing steps between resampled duplicates needs the survivor count on the host every
     # step: cheap on a CPU, a pipeline stall on a GPU.
     dedup = device.type == "cpu"
+    if uniforms is None:
+        uniforms = GeneratorUniforms(B, P, generator=generator, device=device, dtype=dtype)
 
     state = LSTMState(
         torch.zeros(N, H, device=device, dtype=dtype), torch.zeros(N, H, device=device, dtype=dtype)
@@ -262,13 +260,13 @@ def csmc_sweep(
         if t == 0:
             a = identity
         else:
-            a = (resampler(log_w, P, generator) if noise is None else noise.ancestors(resampler, log_w, t))
+            a = resampler(log_w, uniforms.resample(t, resampler.num_uniforms(P)))
             if reference is not None:
                 if lag > 0:
                     look = _lookahead_log_prob(
                         prior, weights, state, log_pi.view(B, P, K), reference, mask, t, min(t + lag, max_len)
                     )
-                    a[:, 0] = (sample_categorical(log_w + look, generator) if noise is None else noise.categorical(log_w + look, noise.ancestor(t)))
+                    a[:, 0] = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
                 else:
                     a[:, 0] = 0
             if t >= min_len:  # padding steps keep every particle where it is
@@ -286,8 +284,7 @@ def csmc_sweep(
         cdf = log_gamma.sub_(shift).exp_().cumsum_(-1)
         total = cdf[..., -1:]  # >= 1: the max entry contributes exp(0)
         log_alpha = (shift + total.log()).squeeze(-1)  # (B, P)
-        u = torch.rand(B, P, 1, generator=generator, device=device, dtype=dtype) if noise is None else noise.proposal(t)
-        z_t = torch.searchsorted(cdf, u * total, right=True).squeeze(-1).clamp_(max=K - 1)
+        z_t = search_cdf(cdf, uniforms.proposal(t)).squeeze(-1)
         if reference is not None:
             z_t[:, 0] = reference[:, t]
         # Weights were reset to uniform by resampling, so the predictive is the mean alpha.
@@ -308,8 +305,8 @@ def csmc_sweep(
         z_prev = z_t.view(-1)
 
     log_incr, ess = log_incr.T.contiguous(), ess.T.contiguous()
-    r = sample_categorical(log_w, generator) if noise is None else noise.categorical(log_w, noise.final())
-    path = _trace_back(topics, ancestors, r.unsqueeze(-1)).squeeze(1).masked_fill(~mask, 0)
+    r = inverse_cdf(log_w, uniforms.final())
+    path = _trace_back(topics, ancestors, r).squeeze(1).masked_fill(~mask, 0)
     result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w)
     if diagnostics:
         particles, lineage = _trace_back(topics, ancestors, identity, return_lineage=True)
@@ -352,9 +349,9 @@ def particle_filter(
     num_particles: int,
     *,
     resampling: str | Resampler = "systematic",
+    uniforms: UniformSource | None = None,
     generator: torch.Generator | None = None,
     diagnostics: bool = False,
-    noise: KeyedNoise | None = None,
 ) -> SweepResult:
     """Fully adapted particle filter (no reference): ``log Zhat`` and predictive increments."""
     return csmc_sweep(
@@ -365,7 +362,7 @@ def particle_filter(
         num_particles,
         None,
         resampling=resampling,
+        uniforms=uniforms,
         generator=generator,
         diagnostics=diagnostics,
-        noise=noise,
     )

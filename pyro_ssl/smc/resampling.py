@@ -1,11 +1,13 @@
-"""Resampling schemes, interchangeable and chosen by name.
+"""Resampling schemes: uniforms plus one shared inverse CDF, chosen by name.
 
-Each scheme maps normalised log weights ``(B, P)`` to ``num`` ancestor indices ``(B, num)``
-and declares whether it may be used inside *conditional* SMC, where particle 0 is pinned to
-the reference. Multinomial resampling can (the other ``P - 1`` ancestors are i.i.d. draws, so
-pinning one index leaves the conditional law right); systematic and stratified resampling
-cannot be conditioned by simply pinning index 0 (Chopin and Singh 2015), so they are offered
-for the unconditional filter only, where their lower variance helps evaluation.
+Every draw the samplers make is an inverse-CDF lookup of uniforms (:func:`inverse_cdf`); a
+resampling scheme is only the way it turns raw uniforms into the ``P`` sorted-or-not points
+that are looked up. Each scheme also declares whether *conditional* SMC may use it, where
+particle 0 is pinned to the reference: multinomial resampling can (the other ``P - 1``
+ancestors are i.i.d. draws, so pinning one index leaves the conditional law right);
+systematic and stratified resampling cannot be conditioned by simply pinning index 0 (Chopin
+and Singh 2015), so they serve the unconditional filter, where their lower variance helps
+evaluation.
 """
 
 from __future__ import annotations
@@ -15,55 +17,59 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Resampler", "RESAMPLERS", "get_resampler", "multinomial", "systematic", "stratified"]
+__all__ = ["Resampler", "RESAMPLERS", "get_resampler", "inverse_cdf", "search_cdf"]
 
 
-def _inverse_cdf(log_weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Indices ``(B, num)`` whose cumulative weight first exceeds the sorted uniforms ``u``."""
-    w = torch.softmax(log_weights, dim=-1)
-    cdf = w.cumsum(-1)
-    idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
-    return idx.clamp_(max=log_weights.shape[-1] - 1)
+def search_cdf(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Indices ``(..., n)`` where the unnormalised ``cdf`` ``(..., K)`` first exceeds ``u * cdf[-1]``.
+
+    ``u`` ``(..., n)`` are uniforms on ``[0, 1)``; the result is clamped to ``K - 1`` against
+    round-off at the top.
+    """
+    idx = torch.searchsorted(cdf, u.to(cdf.dtype).contiguous() * cdf[..., -1:], right=True)
+    return idx.clamp_(max=cdf.shape[-1] - 1)
 
 
-def multinomial(log_weights: torch.Tensor, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """I.i.d. ancestors: ``(B, P)`` log weights -> ``(B, num)`` indices."""
-    probs = torch.softmax(log_weights, dim=-1)
-    return torch.multinomial(probs, num, replacement=True, generator=generator)
+def inverse_cdf(log_weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Draws ``(..., n)`` from unnormalised ``log_weights`` ``(..., K)`` by inverse CDF of ``u`` ``(..., n)``.
+
+    ``-inf`` weights are never drawn. I.i.d. ``u`` gives i.i.d. categorical draws. Shifting by
+    the row max before ``exp`` keeps the CDF accurate in float32.
+    """
+    w = torch.exp(log_weights - log_weights.amax(-1, keepdim=True))
+    return search_cdf(w.cumsum(-1), u)
 
 
-def systematic(log_weights: torch.Tensor, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One uniform per document shared by all ``num`` strata."""
-    B = log_weights.shape[0]
-    u0 = torch.rand(B, 1, generator=generator, device=log_weights.device, dtype=log_weights.dtype)
-    u = (u0 + torch.arange(num, device=log_weights.device, dtype=log_weights.dtype)) / num
-    return _inverse_cdf(log_weights, u)
+def _iid(u: torch.Tensor, P: int) -> torch.Tensor:
+    return u
 
 
-def stratified(log_weights: torch.Tensor, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One uniform per stratum."""
-    B = log_weights.shape[0]
-    u0 = torch.rand(B, num, generator=generator, device=log_weights.device, dtype=log_weights.dtype)
-    u = (u0 + torch.arange(num, device=log_weights.device, dtype=log_weights.dtype)) / num
-    return _inverse_cdf(log_weights, u)
+def _strata(u: torch.Tensor, P: int) -> torch.Tensor:
+    # (B, 1) or (B, P) uniforms -> one point in each stratum [p/P, (p+1)/P).
+    return (u + torch.arange(P, device=u.device, dtype=u.dtype)) / P
 
 
 @dataclass(frozen=True)
 class Resampler:
-    """A named resampling scheme and whether conditional SMC may use it."""
+    """A named scheme: how many uniforms it takes per document, how it spreads them, and
+    whether conditional SMC may use it.
+
+    ``resampler(log_weights (B, P), u (B, num_uniforms(P)))`` -> ancestors ``(B, P)``.
+    """
 
     name: str
-    fn: Callable[..., torch.Tensor]
+    num_uniforms: Callable[[int], int]
+    points: Callable[[torch.Tensor, int], torch.Tensor]
     conditional: bool
 
-    def __call__(self, log_weights: torch.Tensor, num: int, generator: torch.Generator | None = None):
-        return self.fn(log_weights, num, generator)
+    def __call__(self, log_weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return inverse_cdf(log_weights, self.points(u, log_weights.shape[-1]))
 
 
 RESAMPLERS: dict[str, Resampler] = {
-    "multinomial": Resampler("multinomial", multinomial, conditional=True),
-    "systematic": Resampler("systematic", systematic, conditional=False),
-    "stratified": Resampler("stratified", stratified, conditional=False),
+    "multinomial": Resampler("multinomial", lambda P: P, _iid, conditional=True),
+    "systematic": Resampler("systematic", lambda P: 1, _strata, conditional=False),
+    "stratified": Resampler("stratified", lambda P: P, _strata, conditional=False),
 }
 
 
@@ -73,5 +79,5 @@ def get_resampler(scheme: str | Resampler) -> Resampler:
         return scheme
     try:
         return RESAMPLERS[scheme]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unknown resampling scheme {scheme!r}; choose one of {sorted(RESAMPLERS)}") from None

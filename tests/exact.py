@@ -1,4 +1,6 @@
-"""Exact answers for small models, used to test the samplers (SPEC section 6).
+"""Exact answers for small models, used by the tests of the samplers (SPEC section 6).
+
+Test-only helpers (imported as ``from exact import ...``; ``tests/`` is on ``sys.path`` under pytest).
 
 * :func:`enumerate_paths`: all ``K^T`` topic paths of one document under the LSTM prior,
   giving the exact posterior ``p(z | x)`` and evidence ``p(x)``.
@@ -13,7 +15,7 @@ import itertools
 
 import torch
 
-from .model import LSTMPrior, log_joint
+from pyro_ssl.model import LSTMPrior, log_joint
 
 __all__ = ["enumerate_paths", "exact_marginals", "markov_prior", "hmm_forward"]
 

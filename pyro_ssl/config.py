@@ -1,0 +1,286 @@
+"""Every setting of a fit, defined once.
+
+Three dataclasses group the settings by what they configure: :class:`ModelConfig` (the
+generative model), :class:`SamplerConfig` (the conditional-SMC E-step) and
+:class:`LearningConfig` (stochastic EM). :class:`SSLConfig` holds one of each plus the seed.
+Everything else reads them: :class:`~pyro_ssl.SSL` takes their fields as keyword arguments,
+presets are dicts of field values, saved models and checkpoints store :meth:`SSLConfig.to_dict`,
+and the command lines generate their flags from the fields (:func:`settings`), with the help
+text written here. **To change a default, change it here.**
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = [
+    "ModelConfig",
+    "SamplerConfig",
+    "LearningConfig",
+    "SSLConfig",
+    "Setting",
+    "PRESETS",
+    "FULL_LAG",
+    "settings",
+    "add_setting_flags",
+    "chosen_settings",
+]
+
+FULL_LAG = "full"
+"""``ancestor_lag`` value for exact ancestor sampling (look ahead to the document's end)."""
+
+EMISSIONS = ("global", "leave_out")
+PHI_UPDATES = ("smoothed", "gibbs")
+INITS = ("uniform", "smc", "hmm")
+
+
+def _opt(default, help: str, *, choices: tuple | None = None, flag: str | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+def _int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) and not (
+        isinstance(value, float) and value.is_integer()
+    ):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _float(name: str, value, *, low: float = -math.inf, high: float = math.inf, low_open=False, high_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    value = float(value)
+    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+        lo, hi = ("(" if low_open else "[") + f"{low:g}", f"{high:g}" + (")" if high_open else "]")
+        raise ValueError(f"{name} must be in {lo}, {hi}, got {value!r}")
+    return value
+
+
+def _choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+@dataclass
+class ModelConfig:
+    """The generative model: ``K`` topics, the LSTM prior's sizes, the Dirichlet on ``phi``."""
+
+    K: int = _opt(50, "number of topics", flag="-K")
+    hidden_size: int = _opt(64, "LSTM hidden units")
+    embed_dim: int | None = _opt(None, "topic embedding size (default: the hidden size)")
+    dropout: float = _opt(0.2, "LSTM dropout during M-steps, in [0, 1)")
+    beta: float = _opt(0.1, "Dirichlet concentration of the topic-word distributions, > 0")
+
+    def __post_init__(self):
+        self.K = _int("K", self.K, 1)
+        self.hidden_size = _int("hidden_size", self.hidden_size, 1)
+        if self.embed_dim is not None:
+            self.embed_dim = _int("embed_dim", self.embed_dim, 1)
+        self.dropout = _float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        self.beta = _float("beta", self.beta, low=0.0, low_open=True)
+
+
+@dataclass
+class SamplerConfig:
+    """The particle-Gibbs E-step (SPEC section 2)."""
+
+    num_particles: int = _opt(10, "particles per document in the E-step, including the reference (>= 2)",
+                              flag="--particles")
+    ancestor_lag: int | str = _opt(
+        5, "ancestor-sampling look-ahead: 0 = plain CSMC, an integer L (a truncation), or 'full' (exact)"
+    )
+    resampling: str = _opt("multinomial", "resampling scheme of the conditional sweep (one that declares "
+                           "conditional=True in pyro_ssl.smc.resampling)")
+
+    def __post_init__(self):
+        self.num_particles = _int("num_particles", self.num_particles, 2)
+        if self.ancestor_lag != FULL_LAG:
+            if isinstance(self.ancestor_lag, str) and self.ancestor_lag.isdigit():
+                self.ancestor_lag = int(self.ancestor_lag)
+            try:
+                self.ancestor_lag = _int("ancestor_lag", self.ancestor_lag, 0)
+            except ValueError:
+                raise ValueError(f"ancestor_lag must be an integer >= 0 or {FULL_LAG!r}, got {self.ancestor_lag!r}") from None
+        if not isinstance(self.resampling, str):
+            raise ValueError(f"resampling must be a scheme name, got {self.resampling!r}")
+        # Whether the scheme can be conditioned is the resampling registry's to say; the
+        # estimator asks it at construction (pyro_ssl.smc.resampling).
+
+
+@dataclass
+class LearningConfig:
+    """Particle Gibbs within stochastic EM (SPEC section 3; evidence in ``docs/learning.md``)."""
+
+    epochs: int = _opt(30, "passes over the training documents")
+    batch_size: int = _opt(50, "documents per minibatch (E-step and M-step)")
+    mstep_iters: int = _opt(5, "gradient steps on each minibatch's fresh paths")
+    lr: float = _opt(1e-2, "Adam learning rate")
+    clip_norm: float = _opt(5.0, "gradient-norm clip per parameter")
+    phi_update: str = _opt("smoothed", "topic-word update: 'smoothed' (posterior mean) or 'gibbs' (a Dirichlet draw)",
+                           choices=PHI_UPDATES)
+    emission: str = _opt("leave_out", "emissions in the sweep: 'global' (phi from all documents, the seed's) or "
+                         "'leave_out' (phi from the other documents)", choices=EMISSIONS)
+    init: str = _opt("smc", "initial paths: 'uniform' (the seed's), 'smc' (a filter pass under perturbed topics) "
+                     "or 'hmm' (paths of an EM-fitted HMM; one process only)", choices=INITS)
+    init_steps: int = _opt(0, "M-step passes pre-training the prior on the initial paths")
+    sweeps_per_epoch: int = _opt(1, "E-step sweeps over every minibatch per epoch")
+    eval_particles: int = _opt(1000, "particle-filter particles when scoring (score, completion, token_log_probs)")
+
+    def __post_init__(self):
+        self.epochs = _int("epochs", self.epochs, 1)
+        self.batch_size = _int("batch_size", self.batch_size, 1)
+        self.mstep_iters = _int("mstep_iters", self.mstep_iters, 0)
+        self.lr = _float("lr", self.lr, low=0.0, low_open=True)
+        self.clip_norm = _float("clip_norm", self.clip_norm, low=0.0, low_open=True)
+        _choice("phi_update", self.phi_update, PHI_UPDATES)
+        _choice("emission", self.emission, EMISSIONS)
+        _choice("init", self.init, INITS)
+        self.init_steps = _int("init_steps", self.init_steps, 0)
+        self.sweeps_per_epoch = _int("sweeps_per_epoch", self.sweeps_per_epoch, 1)
+        self.eval_particles = _int("eval_particles", self.eval_particles, 1)
+
+
+GROUPS = {"model": ModelConfig, "sampler": SamplerConfig, "learning": LearningConfig}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The seed's configuration (measured in docs/learning.md): uniform start, plain CSMC with
+    # 10 particles, every document swept under phi from all documents, one M-step per epoch.
+    "seed": dict(num_particles=10, ancestor_lag=0, init="uniform", emission="global",
+                 batch_size=10**9, mstep_iters=1),
+}
+
+
+@dataclass
+class SSLConfig:
+    """All settings of a fit: ``model``, ``sampler``, ``learning`` and the ``seed``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+
+    @classmethod
+    def from_flat(cls, preset: str | None = None, **values) -> "SSLConfig":
+        """Build from flat field names (``K=10, num_particles=20, ...``), over a preset's values."""
+        merged: dict[str, Any] = {}
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+            merged.update(PRESETS[preset])
+        merged.update(values)
+        seed = merged.pop("seed", 0)
+        groups = {}
+        for gname, gcls in GROUPS.items():
+            names = {f.name for f in fields(gcls)}
+            groups[gname] = gcls(**{k: merged.pop(k) for k in list(merged) if k in names})
+        if merged:
+            known = [s.name for s in settings()] + ["seed"]
+            hints = []
+            for k in merged:
+                close = difflib.get_close_matches(k, known, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise TypeError(f"unknown setting(s) {', '.join(hints)}; the settings are {known}")
+        return cls(**groups, seed=seed)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its field name, plus ``seed``."""
+        out: dict[str, Any] = {}
+        for gname in GROUPS:
+            out.update(asdict(getattr(self, gname)))
+        out["seed"] = self.seed
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (JSON-ready): ``{"model": {...}, "sampler": {...}, ..., "seed": s}``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SSLConfig":
+        """Inverse of :meth:`to_dict` (also accepts the flat form of older saved models)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a configuration must be a dict, got {type(d).__name__}")
+        if any(g in d for g in GROUPS):
+            flat = {}
+            for g in GROUPS:
+                part = d.get(g, {})
+                if not isinstance(part, dict):
+                    raise ValueError(f"configuration group {g!r} must be a dict, got {part!r}")
+                flat.update(part)
+            flat["seed"] = d.get("seed", 0)
+            return cls.from_flat(**flat)
+        return cls.from_flat(**d)
+
+    def replace(self, **values) -> "SSLConfig":
+        """A copy with some flat settings changed."""
+        return SSLConfig.from_flat(**{**self.flat(), **values})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable field, for front-ends that list or parse settings."""
+
+    name: str
+    group: str
+    default: Any
+    help: str
+    choices: tuple | None
+    flag: str
+
+    @property
+    def type(self) -> type:
+        return type(self.default) if self.default is not None else int
+
+
+def settings() -> list[Setting]:
+    """Every setting of :class:`SSLConfig`'s groups, in declaration order."""
+    out = []
+    for gname, gcls in GROUPS.items():
+        for f in fields(gcls):
+            default = f.default if f.default is not MISSING else f.default_factory()
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            out.append(Setting(f.name, gname, default, f.metadata["help"], f.metadata.get("choices"), flag))
+    return out
+
+
+def _lag_arg(value: str):
+    if value == FULL_LAG:
+        return value
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"ancestor lag must be an integer >= 0 or {FULL_LAG!r}, got {value!r}")
+    return int(value)
+
+
+def add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per setting of :mod:`pyro_ssl.config`, with its help and default (front-ends share this)."""
+    for s in settings():
+        kw = dict(dest=s.name, default=None, help=s.help + (f" (default {s.default})" if s.default is not None else ""))
+        if s.choices:
+            kw["choices"] = s.choices
+        if s.name == "ancestor_lag":
+            kw["type"] = _lag_arg
+        elif s.name != "embed_dim":
+            kw["type"] = s.type
+        else:
+            kw["type"] = int
+        p.add_argument(s.flag, **kw)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+
+
+def chosen_settings(args: argparse.Namespace) -> dict:
+    """The settings given on the command line (the others keep their defaults)."""
+    out = {s.name: getattr(args, s.name) for s in settings() if getattr(args, s.name, None) is not None}
+    if getattr(args, "seed", None) is not None:
+        out["seed"] = args.seed
+    return out
