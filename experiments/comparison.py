@@ -41,6 +41,7 @@ import torch
 
 import pyro_ssl
 from pyro_ssl.baselines import HMM, LDABaseline, LSTMLanguageModel, UnigramLM, perplexity
+from pyro_ssl.io import jsonable
 
 __all__ = ["MODELS", "RunRecord", "ComparisonResult", "compare", "model_factories", "describe",
            "reference_texts", "main"]
@@ -105,20 +106,6 @@ def _fmt_pm(stats: tuple[float, float, int], digits: int = 1) -> str:
     if n == 0:
         return "–"
     return f"{_fmt(mean, digits)} ± {_fmt(sd, digits)}" if n > 1 else _fmt(mean, digits)
-
-
-def _jsonable(x):
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return _jsonable(x.tolist())
-    if x is None or isinstance(x, (int, str, bool)):
-        return x
-    return str(x)  # dtypes, devices
 
 
 @dataclass
@@ -188,7 +175,7 @@ class ComparisonResult:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
-        return _jsonable({"settings": self.settings, "summary": self.summary(),
+        return jsonable({"settings": self.settings, "summary": self.summary(),
                           "runs": [asdict(r) for r in self.runs]})
 
     def to_json(self, path) -> Path:
@@ -327,7 +314,7 @@ def describe(model, rec: RunRecord) -> None:
     if hasattr(model, "converged"):
         rec.extra["converged"] = bool(model.converged)
     if hasattr(model, "get_params"):
-        rec.extra["params"] = _jsonable(model.get_params())
+        rec.extra["params"] = jsonable(model.get_params())
     if hasattr(model, "top_words"):
         rec.top_words = [[str(w) for w in ws] for ws in model.top_words(30)]
 
@@ -439,7 +426,7 @@ def compare(split, models=("ssl", "unigram"), K_values=(10, 50, 100), seeds=(0, 
                                 vocabulary=list(train.vocab.itos) if train.vocab is not None else None)
     fit_extras = {"ssl": dict(eval_data=(tokens, lengths, T1) if eval_every else None,
                               eval_every=max(int(eval_every), 1), eval_particles=curve_particles, progress=progress)}
-    result = ComparisonResult(settings=_jsonable({
+    result = ComparisonResult(settings=jsonable({
         "num_docs": len(train), "V": V, "T1": T1, "T2": int(split.T2), "train_tokens": int(train.num_tokens),
         "heldout_tokens": held, "models": models, "K_values": K_values, "seeds": seeds,
         "ssl_epochs": int(ssl_epochs), "eval_particles": int(eval_particles), "curve_particles": curve_particles,

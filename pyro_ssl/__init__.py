@@ -2,15 +2,18 @@
 
 Layers (each usable alone):
 
+* :mod:`pyro_ssl.config`: every setting and default, defined once;
+* :mod:`pyro_ssl.data`: tokenizer, vocabulary, corpora, loaders;
 * :mod:`pyro_ssl.model`: the generative model as Pyro code and the LSTM prior;
-* :mod:`pyro_ssl.smc`: resampling schemes and the batched conditional-SMC sweep;
-* :mod:`pyro_ssl.infer`: the particle-Gibbs MCMC kernel and stochastic-EM learning;
-* :mod:`pyro_ssl.estimator`: the user API, ``pyro_ssl.fit(corpus, K=50)``.
+* :mod:`pyro_ssl.smc`: sources of uniforms, resampling schemes and the batched conditional-SMC sweep;
+* :mod:`pyro_ssl.infer`: the particle-Gibbs MCMC kernel and the one stochastic-EM loop;
+* :mod:`pyro_ssl.estimator`: the user API, ``pyro_ssl.fit(corpus, K=50)``;
+* front-ends: :mod:`pyro_ssl.cli`, :mod:`pyro_ssl.plots`, :mod:`pyro_ssl.diagnostics`,
+  :mod:`pyro_ssl.distributed`.
 """
 
 from .estimator import SSL, fit
 from .model import LSTMPrior, TopicalSSL, TopicSequence
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["SSL", "fit", "LSTMPrior", "TopicalSSL", "TopicSequence", "__version__"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .config import add_setting_flags, chosen_settings
 from .data import Corpus, gensim_corpus_texts, load_corpus, tokenize
 from .estimator import SSL

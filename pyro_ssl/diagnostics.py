@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .estimator import SSL
+
 __all__ = [
     "run_chains",
     "histories_to_inference_data",
@@ -171,8 +173,6 @@ def run_chains(
         ``(chains, idata)``: the fitted :class:`~pyro_ssl.SSL` of every chain and ArviZ
         ``InferenceData`` from :func:`histories_to_inference_data`.
     """
-    from .estimator import SSL
-
     if num_chains < 1:
         raise ValueError(f"num_chains must be >= 1, got {num_chains}")
     base = int(ssl_kwargs.pop("seed", 0))

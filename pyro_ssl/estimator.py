@@ -20,10 +20,12 @@ import torch
 from . import evaluation
 from . import io as persistence
 from .baselines.base import LanguageModel
+from .baselines.hmm import HMM
 from .config import SSLConfig, settings
 from .data.shard import TokenShard
 from .data.vocabulary import Vocabulary
 from .infer.em import StochasticEM
+from .infer.svi import SVIConfig, train_svi
 from .model import TopicalSSL, length_mask
 from .smc.csmc import csmc_sweep, particle_filter
 from .smc.resampling import get_resampler, inverse_cdf
@@ -216,8 +218,6 @@ class SSL(LanguageModel):
 
     def _hmm_paths(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Start paths ``(D, T)`` sampled from an HMM fitted by EM (``init="hmm"``, one process)."""
-        from .baselines.hmm import HMM
-
         docs = [tokens[i, : int(n)].cpu() for i, n in enumerate(lengths)]
         hmm = HMM(self.K, beta=self.config.model.beta, n_iter=30, seed=self.seed)
         hmm.fit(docs, self.V)
@@ -243,8 +243,6 @@ class SSL(LanguageModel):
         return hook
 
     def _fit_svi(self, tokens, lengths, epochs, progress, on_epoch, svi_settings) -> "SSL":
-        from .infer.svi import SVIConfig, train_svi
-
         cfg = SVIConfig(**svi_settings)
         epochs = self.config.learning.epochs if epochs is None else epochs
         self.method = "svi"
@@ -508,8 +506,6 @@ def fit(data, K: int = 50, epochs: int | None = None, method: str = "pg", **kwar
     :class:`~pyro_ssl.infer.svi.SVIConfig` fields are accepted too.
     """
     if method == "svi":
-        from .infer.svi import SVIConfig
-
         svi_keys = set(SVIConfig.__dataclass_fields__)
         svi = {k: kwargs.pop(k) for k in list(kwargs) if k in svi_keys}
         pg_only = {s.name for s in settings() if s.group != "model"} - {"epochs", "eval_particles"} - svi_keys

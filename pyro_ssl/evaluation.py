@@ -7,11 +7,11 @@ All functions take a prior and ``log_phi`` (the pieces of a fitted model), padde
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 
+from .baselines.base import perplexity
 from .model import LSTMPrior, length_mask
 from .smc.csmc import particle_filter
 
@@ -23,13 +23,6 @@ __all__ = [
     "heldout_log_likelihood",
     "completion_perplexity",
 ]
-
-
-def perplexity(total_log_lik: float, num_tokens: int) -> float:
-    """``exp(-total_log_lik / num_tokens)``."""
-    if num_tokens <= 0:
-        raise ValueError("perplexity needs at least one token")
-    return math.exp(-float(total_log_lik) / num_tokens)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -36,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from .version import __version__
 
 __all__ = [
     "FORMAT_VERSION",
@@ -112,22 +115,25 @@ def _write_text(path: Path, text: str) -> Path:
 
 
 def _package_version() -> str:
-    from . import __version__
-
     return __version__
 
 
 def jsonable(x):
-    """History entries as plain JSON values (tensors and numpy scalars to Python numbers)."""
+    """Plain, strictly valid JSON values: tensors and numpy scalars to Python numbers, NaN and
+    infinities to ``None``, other objects (dtypes, devices) to their ``str``."""
     if isinstance(x, Mapping):
         return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [jsonable(v) for v in x]
     if torch.is_tensor(x):
-        return x.tolist()
-    if hasattr(x, "item") and callable(x.item):
-        return x.item()
-    return x
+        return jsonable(x.tolist())
+    if hasattr(x, "item") and callable(x.item) and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    return str(x)
 
 
 # ---------------------------------------------------------------------------- saved models

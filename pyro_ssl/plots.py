@@ -27,6 +27,10 @@ matplotlib.use("Agg", force=True)
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .data import Corpus, gensim_corpus_texts  # noqa: E402
+from .diagnostics import ancestors_matrix, ess_matrix, run_chains, update_rate_matrix  # noqa: E402
+from .estimator import SSL  # noqa: E402
+
 __all__ = [
     "plot_training_curves",
     "plot_topics",
@@ -205,8 +209,6 @@ def plot_mixing(history, path="mixing.png", *, epochs: Sequence[int] | None = No
         history: ``SSL.history`` (or a fitted SSL).
         epochs: indices into the history to draw (default: first, middle, last).
     """
-    from .diagnostics import ancestors_matrix, ess_matrix, update_rate_matrix
-
     h = history.history if hasattr(history, "history") else history
     if not h:
         raise ValueError("empty history")
@@ -259,10 +261,6 @@ def plot_traces(idata, path="traces.png", *, var_names: Sequence[str] | None = N
 def demo(outdir="docs/img", *, epochs: int = 12, num_chains: int = 3, quiet: bool = False) -> list[Path]:
     """Fit small models on gensim's Lee corpus and write every plot into ``outdir``."""
     import torch
-
-    from .data import Corpus, gensim_corpus_texts
-    from .diagnostics import run_chains
-    from .estimator import SSL
 
     outdir = Path(outdir)
     texts = gensim_corpus_texts("lee_background")

@@ -23,6 +23,8 @@ from typing import Sequence, Union
 
 import torch
 
+from ..model import length_mask
+
 DocList = Union[Sequence[Sequence[int]], Sequence[torch.Tensor]]
 
 __all__ = ["LanguageModel", "perplexity", "pad_docs", "length_mask", "intra_op_threads", "DocList"]
@@ -61,12 +63,6 @@ def perplexity(total_log_lik: Union[float, torch.Tensor], num_tokens: int) -> fl
     if isinstance(total_log_lik, torch.Tensor):
         total_log_lik = float(total_log_lik.detach().sum().item())
     return math.exp(-float(total_log_lik) / num_tokens)
-
-
-def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """Boolean mask ``(B, T)``: ``mask[b, t] = t < lengths[b]``."""
-    steps = torch.arange(T, device=lengths.device)
-    return steps.unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def pad_docs(

@@ -25,16 +25,6 @@ __all__ = ["Corpus"]
 IndexLike = int | slice | Sequence[int] | Sequence[bool] | torch.Tensor | np.ndarray
 
 
-def __getattr__(name: str) -> Any:
-    # The completion-split helpers live in their own module (one concept per
-    # module) but are also reachable here; a lazy lookup avoids a circular import.
-    if name in ("CompletionSplit", "completion_split"):
-        from . import completion
-
-        return getattr(completion, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _doc_to_tensor(doc: Any, d: int) -> torch.Tensor:
     """One document -> 1-D long tensor, rejecting non-integer data."""
     if isinstance(doc, torch.Tensor):

@@ -5,7 +5,7 @@ conditional-SMC draw ``z | phi, x`` (the topic paths are drawn with the ``phi`` 
 It runs under :class:`pyro.infer.MCMC`, so ``MCMC.summary()``, ``get_samples()`` and
 multi-chain runs work as for any Pyro kernel::
 
-    kernel = ParticleGibbs(ssl, num_particles=10)
+    kernel = ParticleGibbs(model, num_particles=10)
     mcmc = MCMC(kernel, num_samples=200, warmup_steps=50)
     mcmc.run(x, lengths)
     z = mcmc.get_samples()["z"].long()   # Pyro's runner stores every site as float
@@ -30,7 +30,7 @@ class ParticleGibbs(MCMCKernel):
     """Particle-Gibbs kernel over ``phi`` (``(K, V)``) and ``z`` (``(B, T)``) of a batch of documents.
 
     Args:
-        ssl: the model; its LSTM prior is held fixed.
+        model: the :class:`~pyro_ssl.model.TopicalSSL`; its LSTM prior is held fixed.
         num_particles: CSMC particles per document (including the reference).
         ancestor_lag: ancestor-sampling look-ahead (0 plain CSMC, ``"full"`` exact).
         resampling: a conditional resampling scheme (``"multinomial"``).
@@ -42,15 +42,15 @@ class ParticleGibbs(MCMCKernel):
 
     def __init__(
         self,
-        ssl: TopicalSSL,
+        model: TopicalSSL,
         num_particles: int = 10,
         ancestor_lag: int | str = 0,
         resampling: str = "multinomial",
         sample_phi: bool = True,
         seed: int = 0,
     ):
-        self.ssl = ssl
-        self.model = ssl.model  # what Pyro's tooling looks for on a kernel
+        self.generative = model
+        self.model = model.model  # the Pyro model function, what Pyro's tooling looks for on a kernel
         self.num_particles = int(num_particles)
         self.ancestor_lag = ancestor_lag
         self.resampling = resampling
@@ -64,19 +64,19 @@ class ParticleGibbs(MCMCKernel):
     def setup(self, warmup_steps, x: torch.Tensor, lengths: torch.Tensor, z_init: torch.Tensor | None = None,
               phi: torch.Tensor | None = None):
         """Bind the documents. ``x`` ``(B, T)``; lengths ``(B,)``; optional initial ``z`` and ``phi``."""
-        prior = self.ssl.prior
+        prior = self.generative.prior
         device = prior.device
         self.x = x.to(device).long()
         self.lengths = lengths.to(device).long()
         self.mask = length_mask(self.lengths, self.x.shape[1])
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
-        K, V = self.ssl.K, self.ssl.V
+        K, V = self.generative.K, self.generative.V
         if z_init is None:
             z_init = torch.randint(K, self.x.shape, generator=self.generator, device=device)
         z_init = z_init.to(device).long().masked_fill(~self.mask, 0)
         if phi is None:
             counts = topic_word_counts(z_init, self.x, self.lengths, K, V)
-            phi = ((counts + self.ssl.beta) / (counts + self.ssl.beta).sum(-1, keepdim=True))
+            phi = ((counts + self.generative.beta) / (counts + self.generative.beta).sum(-1, keepdim=True))
         self._fixed_log_phi = phi.to(device=device, dtype=prior.dtype).clamp_min(1e-300).log()
         # Keys sorted: Pyro's runner packs sites in dict order and unpacks them sorted.
         self._initial_params = {"phi": phi.to(device=device, dtype=prior.dtype), "z": z_init}
@@ -93,12 +93,12 @@ class ParticleGibbs(MCMCKernel):
     def sample(self, params: dict) -> dict:
         z = params["z"].long()
         if self.sample_phi:
-            counts = topic_word_counts(z, self.x, self.lengths, self.ssl.K, self.ssl.V)
-            log_phi = dirichlet_log_phi(counts, self.ssl.beta).to(self.ssl.prior.dtype)
+            counts = topic_word_counts(z, self.x, self.lengths, self.generative.K, self.generative.V)
+            log_phi = dirichlet_log_phi(counts, self.generative.beta).to(self.generative.prior.dtype)
         else:
             log_phi = self._fixed_log_phi
         res = csmc_sweep(
-            self.ssl.prior,
+            self.generative.prior,
             log_phi,
             self.x,
             self.lengths,
@@ -110,7 +110,7 @@ class ParticleGibbs(MCMCKernel):
         )
         changed = ((res.path != z) & self.mask).sum() / self.mask.sum()
         with torch.no_grad():
-            lj = log_joint(self.ssl.prior, log_phi, self.x, res.path, self.lengths).sum()
+            lj = log_joint(self.generative.prior, log_phi, self.x, res.path, self.lengths).sum()
         self._last = {"update_rate": float(changed), "log_joint": float(lj)}
         return {"phi": log_phi.exp(), "z": res.path}
 
