@@ -193,3 +193,30 @@ def test_resume_without_checkpoint_starts_fresh(corpus, tmp_path):
     with pytest.warns(UserWarning, match="no checkpoint"):
         m = pyro_ssl.SSL(**SMALL).fit(corpus, epochs=1, progress=False, checkpoint_dir=tmp_path / "new", resume=True)
     assert len(m.history) == 1 and (tmp_path / "new" / CHECKPOINT_FILE).is_file()
+
+
+def test_checkpoint_of_an_earlier_version_fails_clearly(corpus, tmp_path):
+    """A version-1 checkpoint (one generator stream, before keyed randomness) cannot continue
+    the same chain: resume says so and how to proceed, and runs nothing from the file."""
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    torch.save({"format": "pyro-ssl-checkpoint", "version": 1, "epoch": 2}, ck / CHECKPOINT_FILE)
+    with pytest.raises(ValueError, match="version 1.*fresh fit"):
+        pyro_ssl.SSL(**SMALL).fit(corpus, epochs=2, progress=False, checkpoint_dir=ck, resume=True)
+
+
+def test_a_pickled_payload_in_a_checkpoint_is_refused_without_running(corpus, tmp_path):
+    import pickle
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (ck / CHECKPOINT_FILE).write_bytes(pickle.dumps({"format": "pyro-ssl-checkpoint", "x": Payload()}))
+    with pytest.raises(ValueError, match="not a readable pyro-ssl checkpoint"):
+        pyro_ssl.SSL(**SMALL).fit(corpus, epochs=1, progress=False, checkpoint_dir=ck, resume=True)
+    assert not marker.exists()
