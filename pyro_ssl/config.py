@@ -36,6 +36,7 @@ FULL_LAG = "full"
 EMISSIONS = ("global", "leave_out")
 PHI_UPDATES = ("smoothed", "gibbs")
 INITS = ("uniform", "smc", "hmm")
+KERNELS = ("ancestor", "blocked")
 
 
 def _opt(default, help: str, *, choices: tuple | None = None, flag: str | None = None):
@@ -98,6 +99,11 @@ class SamplerConfig:
     )
     resampling: str = _opt("multinomial", "resampling scheme of the conditional sweep (one that declares "
                            "conditional=True in pyro_ssl.smc.resampling)")
+    kernel: str = _opt("ancestor", "E-step kernel: 'ancestor' (conditional SMC over whole documents with ancestor "
+                       "sampling, see ancestor_lag) or 'blocked' (exact blocked conditional SMC, pyro_ssl.smc.blocked)",
+                       choices=KERNELS)
+    block_size: int = _opt(20, "positions per block of the blocked kernel")
+    block_stride: int = _opt(10, "distance between block starts of the blocked kernel (<= block_size; smaller overlaps)")
 
     def __post_init__(self):
         self.num_particles = _int("num_particles", self.num_particles, 2)
@@ -108,6 +114,12 @@ class SamplerConfig:
                 self.ancestor_lag = _int("ancestor_lag", self.ancestor_lag, 0)
             except ValueError:
                 raise ValueError(f"ancestor_lag must be an integer >= 0 or {FULL_LAG!r}, got {self.ancestor_lag!r}") from None
+        _choice("kernel", self.kernel, KERNELS)
+        self.block_size = _int("block_size", self.block_size, 1)
+        self.block_stride = _int("block_stride", self.block_stride, 1)
+        if self.block_stride > self.block_size:
+            raise ValueError(f"block_stride must be <= block_size (blocks must cover every position), "
+                             f"got {self.block_stride} > {self.block_size}")
         if not isinstance(self.resampling, str):
             raise ValueError(f"resampling must be a scheme name, got {self.resampling!r}")
         # Whether the scheme can be conditioned is the resampling registry's to say; the

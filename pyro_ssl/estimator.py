@@ -27,6 +27,7 @@ from .data.vocabulary import Vocabulary
 from .infer.em import StochasticEM
 from .infer.svi import SVIConfig, train_svi
 from .model import TopicalSSL, length_mask
+from .smc.blocked import blocked_csmc_sweep
 from .smc.csmc import csmc_sweep, particle_filter
 from .smc.resampling import get_resampler, inverse_cdf
 
@@ -376,9 +377,14 @@ class SSL(LanguageModel):
         gen = torch.Generator(device=self.device).manual_seed(seed)
         x, n = tokens.to(self.device), lengths.to(self.device)
         z = particle_filter(self.prior, self.log_phi, x, n, P, resampling="multinomial", generator=gen).path
+        sampler = self.config.sampler
         for _ in range(num_sweeps):
-            z = csmc_sweep(self.prior, self.log_phi, x, n, P, z, ancestor_lag=self.config.sampler.ancestor_lag,
-                           generator=gen).path
+            if sampler.kernel == "blocked":
+                z = blocked_csmc_sweep(self.prior, self.log_phi, x, n, P, z, block_size=sampler.block_size,
+                                       stride=sampler.block_stride, generator=gen).path
+            else:
+                z = csmc_sweep(self.prior, self.log_phi, x, n, P, z, ancestor_lag=sampler.ancestor_lag,
+                               generator=gen).path
         return [z[i, : int(n[i])].tolist() for i in range(z.shape[0])]
 
     @torch.no_grad()

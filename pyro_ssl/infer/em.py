@@ -27,6 +27,7 @@ import torch
 from ..config import SSLConfig
 from ..data.shard import shard_bounds
 from ..model import TopicalSSL, length_mask, log_joint
+from ..smc.blocked import blocked_csmc_sweep
 from ..smc.csmc import csmc_sweep
 from ..smc.uniforms import KeyedUniforms, keyed_generator, keyed_uniform, mix_key
 from .mstep import (
@@ -237,7 +238,16 @@ class StochasticEM:
         log_emission = None
         if self.learning.emission == "leave_out":
             log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
-        u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=model.prior.dtype)
+        dtype = model.prior.dtype
+        if self.sampler.kernel == "blocked":
+            def block_uniforms(i, s, block_lengths, block_T):
+                return KeyedUniforms(self.seed, mine, block_lengths, block_T, P, key + (i,), device=self.device,
+                                     dtype=dtype)
+
+            return old, blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
+                                           stride=self.sampler.block_stride, uniforms=block_uniforms,
+                                           log_emission=log_emission)
+        u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=dtype)
         res = csmc_sweep(model.prior, self.log_phi, x, n, P, old, resampling=self.sampler.resampling,
                          ancestor_lag=self.sampler.ancestor_lag, uniforms=u, diagnostics=True,
                          log_emission=log_emission)

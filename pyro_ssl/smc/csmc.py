@@ -156,6 +156,8 @@ def csmc_sweep(
     generator: torch.Generator | None = None,
     diagnostics: bool = False,
     log_emission: torch.Tensor | None = None,
+    start: tuple[LSTMState, torch.Tensor] | None = None,
+    final_log_potential=None,
 ) -> SweepResult:
     """One (conditional) SMC sweep over a batch of documents.
 
@@ -177,6 +179,13 @@ def csmc_sweep(
             (:class:`~pyro_ssl.smc.uniforms.UniformSource`; e.g. keyed by document in
             learning); default fresh uniforms from ``generator``.
         generator: torch generator on the model's device, used when ``uniforms`` is omitted.
+        start: optional ``(LSTMState (B, H), z_prev (B,))``: every particle of document ``b``
+            starts from this state and previous topic instead of the zero state and the start
+            symbol (a sweep over a block of positions after a fixed prefix).
+        final_log_potential: optional ``fn(state, z_last) -> (B, P)``, given the particles'
+            last LSTM states ``(B * P, H)`` and topics ``(B * P,)``; added to the final log
+            weights before the returned path is chosen (the fixed future's prior probability
+            in a blocked sweep, :mod:`pyro_ssl.smc.blocked`).
         diagnostics: also trace every particle back (``particles``, ``num_ancestors``).
         log_emission: optional ``(B, T, K)`` per-document ``log p(x_t | z_t = k)`` used instead
             of ``log_phi[:, x]`` (e.g. leave-document-out topics during learning).
@@ -235,10 +244,15 @@ def csmc_sweep(
     if uniforms is None:
         uniforms = GeneratorUniforms(B, P, generator=generator, device=device, dtype=dtype)
 
-    state = LSTMState(
-        torch.zeros(N, H, device=device, dtype=dtype), torch.zeros(N, H, device=device, dtype=dtype)
-    )
-    z_prev = torch.full((N,), prior.start_symbol, device=device, dtype=torch.long)
+    if start is None:
+        state = LSTMState(
+            torch.zeros(N, H, device=device, dtype=dtype), torch.zeros(N, H, device=device, dtype=dtype)
+        )
+        z_prev = torch.full((N,), prior.start_symbol, device=device, dtype=torch.long)
+    else:
+        s0, z0 = start
+        state = LSTMState(s0.h.repeat_interleave(P, 0).contiguous(), s0.c.repeat_interleave(P, 0).contiguous())
+        z_prev = z0.to(device=device, dtype=torch.long).repeat_interleave(P, 0)
     log_w = torch.full((B, P), -log_P, device=device, dtype=dtype)
     # Compact ancestry: int32 halves the (T, B, P) storage that dominates memory at scale.
     ancestors = torch.empty(T, B, P, dtype=torch.int32, device=device)
@@ -305,7 +319,8 @@ def csmc_sweep(
         z_prev = z_t.view(-1)
 
     log_incr, ess = log_incr.T.contiguous(), ess.T.contiguous()
-    r = inverse_cdf(log_w, uniforms.final())
+    final_w = log_w if final_log_potential is None else log_w + final_log_potential(state, z_prev)
+    r = inverse_cdf(final_w, uniforms.final())
     path = _trace_back(topics, ancestors, r).squeeze(1).masked_fill(~mask, 0)
     result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w)
     if diagnostics:
