@@ -157,6 +157,12 @@ class LearningConfig:
         self.init_steps = _int("init_steps", self.init_steps, 0)
         self.sweeps_per_epoch = _int("sweeps_per_epoch", self.sweeps_per_epoch, 1)
         self.eval_particles = _int("eval_particles", self.eval_particles, 1)
+        if self.phi_update == "gibbs" and self.emission == "leave_out":
+            raise ValueError(
+                "phi_update='gibbs' has no effect with emission='leave_out': the sweep reads the other "
+                "documents' counts, not phi. Use emission='global' for the uncollapsed Gibbs step "
+                "(phi ~ Dirichlet(n + beta), then z | phi), or phi_update='smoothed'"
+            )
 
 
 GROUPS = {"model": ModelConfig, "sampler": SamplerConfig, "learning": LearningConfig}

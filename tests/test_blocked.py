@@ -10,7 +10,7 @@ import torch
 from exact import enumerate_paths, exact_marginals
 from helpers import tiny_model
 from pyro_ssl.smc import csmc_sweep
-from pyro_ssl.smc.blocked import block_starts, blocked_csmc_sweep, reference_states
+from pyro_ssl.smc.blocked import block_starts, blocked_csmc_sweep
 from pyro_ssl.smc.uniforms import KeyedUniforms
 
 Z_SIGMA = 5.0
@@ -64,21 +64,15 @@ def test_one_block_over_the_whole_document_is_the_plain_sweep():
     assert torch.equal(plain.path, blocked.path)
 
 
-def test_reference_states_are_the_one_step_states():
-    prior, _ = tiny_model()
-    z = torch.randint(3, (2, 6), generator=torch.Generator().manual_seed(0))
-    h, c = reference_states(prior, z)
-    logits = prior.sequence_logits(z)
-    for t in range(6):  # entry t + 1 gives p(z_t | z_<t)
-        assert torch.allclose(torch.log_softmax(prior.out(h[:, t + 1]), -1), torch.log_softmax(logits[:, t], -1),
-                              atol=1e-10)
-
-
 def test_block_grid_covers_every_position():
     for T, b, s in [(1, 20, 10), (20, 20, 10), (21, 20, 10), (100, 20, 10), (7, 3, 2), (7, 4, 4)]:
         covered = set()
-        for start in block_starts(T, b, s):
-            covered |= set(range(start, min(start + b, T)))
+        blocks = block_starts(T, b, s)
+        for lo, hi in blocks:
+            assert 0 <= lo < hi <= T and hi - lo <= b
+            covered |= set(range(lo, hi))
         assert covered == set(range(T))
+        if s < b:  # overlapping: every position is in the later half of some block
+            assert all(any(lo + (hi - lo) // 2 <= t < hi or lo == 0 and hi < b for lo, hi in blocks) for t in range(T))
     with pytest.raises(ValueError, match="stride"):
         block_starts(10, 3, 4)

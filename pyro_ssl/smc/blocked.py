@@ -27,40 +27,24 @@ import torch
 from ..model import LSTMPrior, LSTMState
 from .csmc import SweepResult, csmc_sweep
 
-__all__ = ["blocked_csmc_sweep", "block_starts", "reference_states", "future_log_prob"]
+__all__ = ["blocked_csmc_sweep", "block_starts", "future_log_prob"]
 
 
-def block_starts(T: int, block_size: int, stride: int) -> list[int]:
-    """First positions of the blocks covering ``[0, T)``: ``0, stride, 2 stride, ...`` while a block
-    still covers new positions."""
+def block_starts(T: int, block_size: int, stride: int) -> list[tuple[int, int]]:
+    """The blocks ``[(s, e), ...]`` covering ``[0, T)``, in sweep order.
+
+    The grid starts ``block_size - stride`` before the document (the first block is cut at 0),
+    so with overlapping blocks every position lies in the *later* part of some block, away
+    from the block start where the particles' paths have coalesced onto the reference.
+    """
     if block_size < 1 or not 1 <= stride <= block_size:
         raise ValueError(f"need block_size >= 1 and 1 <= stride <= block_size, got {block_size}, {stride}")
-    starts = [0]
-    while starts[-1] + block_size < T:
-        starts.append(starts[-1] + stride)
-    return starts
-
-
-@torch.no_grad()
-def reference_states(prior: LSTMPrior, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The LSTM states along ``z`` ``(B, T)``: ``h, c`` each ``(B, T + 1, H)``.
-
-    Entry ``t + 1`` is the state that gives ``p(z_t | z_<t)`` (after consuming the start symbol
-    and ``z_0, ..., z_{t-1}``); entry 0 is the zero state. ``nn.LSTM`` returns only the last
-    cell state, so the one-step cell is run along ``z``.
-    """
-    B, T = z.shape
-    H = prior.hidden_size
-    table = prior.step_weights()
-    h = torch.zeros(B, T + 1, H, device=z.device, dtype=prior.dtype)
-    c = torch.zeros_like(h)
-    state = LSTMState(h[:, 0], c[:, 0])
-    z_prev = torch.full((B,), prior.start_symbol, device=z.device, dtype=torch.long)
-    for t in range(T):
-        _, state = prior.step(z_prev, state, table)
-        h[:, t + 1], c[:, t + 1] = state.h, state.c
-        z_prev = z[:, t]
-    return h, c
+    blocks, s = [], stride - block_size
+    while True:
+        blocks.append((max(s, 0), min(s + block_size, T)))
+        if s + block_size >= T:
+            return blocks
+        s += stride
 
 
 @torch.no_grad()
@@ -79,10 +63,24 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
     N, F = future.shape
     if F == 0:
         return torch.zeros(N, device=future.device, dtype=prior.dtype)
-    inputs = torch.cat([z_last.unsqueeze(1), future[:, :-1]], dim=1).clamp(0, prior.K)
-    s, _ = prior.lstm(prior.embed(inputs), (state.h.unsqueeze(0).contiguous(), state.c.unsqueeze(0).contiguous()))
-    logp = torch.log_softmax(prior.out(s), dim=-1).gather(-1, future.clamp(0, prior.K - 1).unsqueeze(-1)).squeeze(-1)
-    return logp.masked_fill(~mask, 0.0).sum(-1)
+    # Resampled copies share a state, and often their last topic too: run each distinct
+    # (state, last topic, future) once. Same numbers, fewer rows through the LSTM.
+    key = torch.cat([state.h, z_last.unsqueeze(-1).to(state.h.dtype), future.to(state.h.dtype)], dim=-1)
+    _, first, inverse = _unique_rows(key)
+    h, c = state.h[first], state.c[first]
+    fut, m = future[first], mask[first]
+    inputs = torch.cat([z_last[first].unsqueeze(1), fut[:, :-1]], dim=1).clamp(0, prior.K)
+    s, _ = prior.lstm(prior.embed(inputs), (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
+    logp = torch.log_softmax(prior.out(s), dim=-1).gather(-1, fut.clamp(0, prior.K - 1).unsqueeze(-1)).squeeze(-1)
+    return logp.masked_fill(~m, 0.0).sum(-1)[inverse]
+
+
+def _unique_rows(key: torch.Tensor):
+    """``(unique rows, index of each unique row's first occurrence, inverse)`` of ``key`` ``(N, D)``."""
+    uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
+    first = torch.full((uniq.shape[0],), key.shape[0], dtype=torch.long, device=key.device)
+    first.scatter_reduce_(0, inverse, torch.arange(key.shape[0], device=key.device), reduce="amin")
+    return uniq, first, inverse
 
 
 @torch.no_grad()
@@ -125,19 +123,27 @@ def blocked_csmc_sweep(
     anc = torch.zeros(B, T, device=device, dtype=dtype)
     cover = torch.zeros(B, T, device=device, dtype=dtype)
     pos = torch.arange(T, device=device)
-    for i, s in enumerate(block_starts(T, block_size, stride)):
-        e = min(s + block_size, T)
+    weights = prior.step_weights()
+    # The reference's LSTM state that gives p(z_{s-1} | z_<{s-1}), carried from block to block:
+    # the prefix before a block start never changes afterwards, so only the ``stride`` positions
+    # between consecutive starts are re-run (T one-step updates per sweep in all).
+    carried, carried_at = prior.initial_state((B,))[0], 0  # state giving p(z_{carried_at - 1}); 0: none yet
+    z_in = torch.full((B,), prior.start_symbol, device=device, dtype=torch.long)
+    for i, (s, e) in enumerate(block_starts(T, block_size, stride)):
         block_len = (lengths - s).clamp(0, e - s)
         live = block_len > 0
         if not bool(live.any()):
             break
+        for t in range(carried_at, s):  # advance to the state giving p(z_{s-1})
+            _, carried = prior.step(z_in, carried, weights)
+            z_in = z[:, t]
+        # Now ``carried`` gives p(z_{s-1}) and has consumed z_{s-2}; z_in = z_{s-1}.
+        carried_at = s
         idx = live.nonzero().squeeze(-1)  # documents reaching this block
         zb, nb = z[idx], lengths[idx]
         start = None
         if s > 0:
-            # The sweep steps z_{s-1} from the state that gave p(z_{s-1} | z_<{s-1}).
-            h, c = reference_states(prior, zb[:, :s])
-            start = (LSTMState(h[:, s].contiguous(), c[:, s].contiguous()), zb[:, s - 1])
+            start = (LSTMState(carried.h[idx], carried.c[idx]), z_in[idx])
         future = zb[:, e:]
         fmask = pos[e:].unsqueeze(0) < nb.unsqueeze(-1)
 
