@@ -95,7 +95,9 @@ class SamplerConfig:
     num_particles: int = _opt(10, "particles per document in the E-step, including the reference (>= 2)",
                               flag="--particles")
     ancestor_lag: int | str = _opt(
-        5, "ancestor-sampling look-ahead: 0 = plain CSMC, an integer L (a truncation), or 'full' (exact)"
+        5, "ancestor-sampling look-ahead: 0 = plain CSMC (exact, slow to mix), an integer L (an approximation: "
+        "the reference's future is truncated after L steps; benchmarks/lag_bias.py measures its drift), or 'full' "
+        "(exact PGAS, cost quadratic in length)"
     )
     resampling: str = _opt("multinomial", "resampling scheme of the conditional sweep (one that declares "
                            "conditional=True in pyro_ssl.smc.resampling)")
@@ -138,7 +140,8 @@ class LearningConfig:
     phi_update: str = _opt("smoothed", "topic-word update: 'smoothed' (posterior mean) or 'gibbs' (a Dirichlet draw)",
                            choices=PHI_UPDATES)
     emission: str = _opt("leave_out", "emissions in the sweep: 'global' (phi from all documents, the seed's) or "
-                         "'leave_out' (phi from the other documents)", choices=EMISSIONS)
+                         "'leave_out' (phi from the other documents; a heuristic that learns better, not an exact Gibbs step)",
+                         choices=EMISSIONS)
     init: str = _opt("smc", "initial paths: 'uniform' (the seed's), 'smc' (a filter pass under perturbed topics) "
                      "or 'hmm' (paths of an EM-fitted HMM; one process only)", choices=INITS)
     init_steps: int = _opt(0, "M-step passes pre-training the prior on the initial paths")
