@@ -1,0 +1,66 @@
+"""E-step kernels on the seed's IMDB setup: completion perplexity, update rate and cost.
+
+200 reviews of the shared IMDB sample (first 100 tokens train, next 70 scored), V = 5000,
+fit's defaults except the kernel settings, completion perplexity with 1,000 filter particles.
+Prints one JSON line per (configuration, training seed).
+
+    python benchmarks/kernels_imdb.py --K 10 --configs default blocked --seeds 0 1 2
+    python benchmarks/kernels_imdb.py --quick        # 40 reviews, 2 epochs, one seed (under 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pyro_ssl
+from pyro_ssl.data import completion_split, load_corpus
+
+IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "imdb_reviews_sample.csv"
+CONFIGS = {
+    "default": {},
+    "blocked": dict(kernel="blocked"),
+    "blocked_gibbs_global": dict(kernel="blocked", emission="global", phi_update="gibbs"),
+    "lag5_gibbs_global": dict(emission="global", phi_update="gibbs"),
+    "full_lag": dict(ancestor_lag="full"),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=IMDB)
+    p.add_argument("--K", type=int, default=10)
+    p.add_argument("--configs", nargs="+", default=["default", "blocked"], choices=sorted(CONFIGS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--docs", type=int, default=200)
+    p.add_argument("--eval-particles", type=int, default=1000)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.docs, args.epochs, args.seeds, args.eval_particles = 40, 2, [0], 100
+    if not args.data.is_file():
+        print(f"no data at {args.data}", file=sys.stderr)
+        return 2
+    corpus = load_corpus(args.data, vocab_size=5000)
+    split = completion_split(corpus, T1=100, T2=70, num_docs=args.docs, seed=0)
+    print(f"# load {os.getloadavg()[0]:.2f}", flush=True)
+    for name in args.configs:
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            m = pyro_ssl.SSL(K=args.K, seed=seed, **CONFIGS[name]).fit(split.train, epochs=args.epochs, progress=False)
+            est = m.completion_perplexity(split.eval_tokens, split.eval_lengths, split.T1,
+                                          num_particles=args.eval_particles, seeds=(100,))
+            print(json.dumps({"K": args.K, "config": name, "seed": seed, "ppl": round(est.mean, 2),
+                              "wall": round(time.perf_counter() - t0, 1),
+                              "epoch_s": round(sum(e["seconds"] for e in m.history) / len(m.history), 2),
+                              "quintiles": [round(q, 3) for q in m.history[-1]["update_rate_quintiles"]]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
