@@ -109,13 +109,25 @@ SEED_ALGORITHM = dict(ancestor_lag=0, emission="global", init="uniform", init_st
 
 
 def em_config(**overrides):
-    """``EMConfig`` with ``overrides`` applied where the field exists (the config evolves)."""
-    import dataclasses
+    """``SSLConfig.from_flat`` with ``overrides`` applied where the setting exists (the config evolves).
 
-    from pyro_ssl.infer.em import EMConfig
+    Flat setting names (``num_particles``, ``ancestor_lag``, ``batch_size``, ...) and ``seed``.
+    """
+    from pyro_ssl.config import SSLConfig, settings
 
-    names = {f.name for f in dataclasses.fields(EMConfig)}
-    return EMConfig(**{k: v for k, v in overrides.items() if k in names})
+    names = {s.name for s in settings()} | {"seed"}
+    return SSLConfig.from_flat(**{k: v for k, v in overrides.items() if k in names})
+
+
+def stochastic_em(model, tokens, lengths, config):
+    """``StochasticEM`` over all of ``tokens (D, T)`` / ``lengths (D,)`` in one process.
+
+    The seed is ``config.seed`` (build ``config`` with :func:`em_config`, ``seed=...``).
+    """
+    from pyro_ssl.data.shard import TokenShard
+    from pyro_ssl.infer.em import StochasticEM
+
+    return StochasticEM(model, TokenShard(tokens, lengths, V=model.V), config)
 
 
 def table(rows: list[tuple], headers: tuple) -> str:

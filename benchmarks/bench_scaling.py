@@ -65,9 +65,8 @@ def child(cfg: dict) -> dict:
     sys.path.insert(0, HERE)
     from _common import random_log_phi, synthetic_corpus
 
-    from _common import SEED_ALGORITHM, em_config
+    from _common import SEED_ALGORITHM, em_config, stochastic_em
 
-    from pyro_ssl.infer.em import StochasticEM
     from pyro_ssl.model import TopicalSSL
     from pyro_ssl.smc.csmc import csmc_sweep
 
@@ -91,13 +90,14 @@ def child(cfg: dict) -> dict:
     prior = model.prior.eval()
     out = {"axis": axis, "value": value, "D": D, "T": T, "P": P, "K": K, "threads": cfg["threads"]}
     if axis == "documents":
-        em_cfg = em_config(num_particles=P, batch_size=cfg_batch, mstep_iters=1, **SEED_ALGORITHM)
+        em_cfg = em_config(K=K, num_particles=P, batch_size=cfg_batch, mstep_iters=1, seed=0, **SEED_ALGORITHM)
         # Warm up (first-call costs of the LSTM kernels and Pyro) on one minibatch's worth.
-        warm = StochasticEM(TopicalSSL(K, V, hidden_size=H), tokens[:cfg_batch], lengths[:cfg_batch], em_cfg, seed=1)
+        warm = stochastic_em(TopicalSSL(K, V, hidden_size=H), tokens[:cfg_batch], lengths[:cfg_batch],
+                             em_cfg.replace(seed=1))
         warm.run_epoch()
-        em = StochasticEM(model, tokens, lengths, em_cfg, seed=0)
+        em = stochastic_em(model, tokens, lengths, em_cfg)
         em.initialize()
-        out["batch_size"] = em.config.batch_size
+        out["batch_size"] = em.config.learning.batch_size
         out["baseline_mb"] = _rss_mb()
         c0, w0 = time.process_time(), time.perf_counter()
         entry = em.run_epoch()

@@ -49,12 +49,12 @@ from _common import (  # noqa: E402
     load_average,
     machine_line,
     random_log_phi,
+    stochastic_em,
     synthetic_corpus,
     table,
     timeit,
 )
 
-from pyro_ssl.infer.em import StochasticEM  # noqa: E402
 from pyro_ssl.infer.mstep import PriorMStep  # noqa: E402
 from pyro_ssl.model import LSTMPrior, TopicalSSL  # noqa: E402
 from pyro_ssl.smc.csmc import csmc_sweep, particle_filter  # noqa: E402
@@ -198,20 +198,21 @@ def run(threads: int, args) -> dict:
     out["M-step (PriorMStep.step)"] = timeit(lambda: mstep.step(paths, lengths), R)
 
     # The epoch twice: the seed's algorithm (plain CSMC, global phi), and the package's
-    # current EMConfig defaults (e.g. ancestor sampling) at the same batch size and M-steps.
+    # current SSLConfig defaults (e.g. ancestor sampling) at the same batch size and M-steps.
     out["epoch parts"] = {}
     for label, cfg in (
-        ("EM epoch, seed algorithm", em_config(num_particles=P, batch_size=D, mstep_iters=1, **SEED_ALGORITHM)),
-        ("EM epoch, current defaults", em_config(num_particles=P, batch_size=D, mstep_iters=1)),
+        ("EM epoch, seed algorithm",
+         em_config(K=K, num_particles=P, batch_size=D, mstep_iters=1, seed=0, **SEED_ALGORITHM)),
+        ("EM epoch, current defaults", em_config(K=K, num_particles=P, batch_size=D, mstep_iters=1, seed=0)),
     ):
-        em = StochasticEM(TopicalSSL(K, V, hidden_size=H), tokens, lengths, cfg, seed=0)
+        em = stochastic_em(TopicalSSL(K, V, hidden_size=H), tokens, lengths, cfg)
         em.initialize()
         parts = []
         out[f"{label} (run_epoch)"] = timeit(lambda: parts.append(em.run_epoch()), max(3, R // 2))
         last = parts[-1]
         out["epoch parts"][label] = {
-            "config": {k: getattr(cfg, k) for k in ("ancestor_lag", "emission", "batch_size", "mstep_iters")
-                       if hasattr(cfg, k)},
+            "config": {k: v for k, v in cfg.flat().items()
+                       if k in ("ancestor_lag", "emission", "batch_size", "mstep_iters")},
             **{k: round(last[k], 3) for k in ("estep_seconds", "mstep_seconds", "seconds") if k in last},
         }
 

@@ -20,9 +20,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SEED_ALGORITHM, SEED_SIZE, em_config, machine_line, synthetic_corpus  # noqa: E402
+from _common import SEED_ALGORITHM, SEED_SIZE, em_config, machine_line, stochastic_em, synthetic_corpus  # noqa: E402
 
-from pyro_ssl.infer.em import StochasticEM  # noqa: E402
 from pyro_ssl.model import TopicalSSL  # noqa: E402
 
 
@@ -35,12 +34,11 @@ def main(argv=None):
     s = SEED_SIZE
     torch.manual_seed(0)
     tokens, lengths = synthetic_corpus(s["D"], s["T"], s["V"])
-    em = StochasticEM(
+    em = stochastic_em(
         TopicalSSL(s["K"], s["V"], hidden_size=s["H"]),
         tokens,
         lengths,
-        em_config(num_particles=s["P"], batch_size=s["D"], mstep_iters=1, **SEED_ALGORITHM),
-        seed=0,
+        em_config(K=s["K"], num_particles=s["P"], batch_size=s["D"], mstep_iters=1, seed=0, **SEED_ALGORITHM),
     )
     em.run_epoch()  # warm-up (initialisation, first-call costs)
     print(machine_line(args.threads))

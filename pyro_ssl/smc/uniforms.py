@@ -185,7 +185,7 @@ def _use_generators(device: torch.device) -> bool:
 
 
 def keyed_document_uniforms(doc_ids, lengths, T: int, width: int, *parts, device=None) -> torch.Tensor:
-    """``(B, T, width)`` float64 uniforms keyed by ``(*parts, doc)``; padding steps get 1.0.
+    """``(B, T, width)`` float32 uniforms keyed by ``(*parts, doc)``; padding steps get 1.0.
 
     A document's values depend only on its key and its own length. On the CPU each document's
     uniforms come from its own generator (rows of ``width``, one per step); elsewhere, where
@@ -198,16 +198,18 @@ def keyed_document_uniforms(doc_ids, lengths, T: int, width: int, *parts, device
     device = torch.device(device) if device is not None else torch.device("cpu")
     B = doc_ids.numel()
     if _use_generators(device):
-        u = torch.ones(B, T, width, dtype=torch.float64)
+        # float32 and drawn straight into place: these feed dropout masks, where the per-document
+        # generator loop is the cost that keyed randomness adds to an M-step.
+        u = torch.ones(B, T, width, dtype=torch.float32)
         for b, (d, n) in enumerate(zip(doc_ids.tolist(), lengths.tolist())):
             n = min(int(n), T)
-            u[b, :n] = keyed_uniform((n, width), *parts, int(d)).view(n, width)
+            torch.rand((n, width), generator=keyed_generator(*parts, int(d)), dtype=torch.float32, out=u[b, :n])
         return u
     keys = torch.tensor([mix_key(*parts, int(d)) for d in doc_ids.tolist()], dtype=torch.long)
     k_lo = (keys & _M32).to(device).view(-1, 1, 1)
     k_hi = ((keys >> 32) & _M32).to(device).view(-1, 1, 1)
     counter = torch.arange(T * width, device=device, dtype=torch.long).view(1, T, width)
     h = _hash32(_hash32((counter ^ k_hi) & _M32) ^ k_lo)
-    u = (h >> 8).to(torch.float64) / float(1 << 24)
+    u = (h >> 8).to(torch.float32) / float(1 << 24)
     pad = torch.arange(T, device=device).view(1, T, 1) >= lengths.to(device).view(-1, 1, 1)
     return u.masked_fill(pad, 1.0)
