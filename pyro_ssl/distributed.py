@@ -205,11 +205,10 @@ class DistributedFit:
 
 
 def _epoch_logger(ctx: DistContext, log, progress: bool, ssl: SSL):
-    def hook(entry: dict, log_phi, save=None) -> bool:
+    """The estimator's epoch hook (record, checkpoint) with rank 0's log line and JSON log as its callback."""
+
+    def report(_, entry: dict) -> bool:
         entry["comm_seconds"] = ctx.seconds
-        ssl.history.append(entry)
-        if save is not None:
-            save()
         if ctx.is_main and log is not None:
             Path(log).parent.mkdir(parents=True, exist_ok=True)
             with open(log, "a", encoding="utf-8") as fh:
@@ -219,7 +218,7 @@ def _epoch_logger(ctx: DistContext, log, progress: bool, ssl: SSL):
                   f"({entry['docs_per_second']:.1f} docs/s, comm {ctx.seconds:.2f}s)  world {ctx.world_size}", flush=True)
         return False
 
-    return hook
+    return ssl._epoch_hook(None, 1, 0, report)
 
 
 def fit_distributed(
