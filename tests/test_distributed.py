@@ -252,13 +252,10 @@ def test_command_line_world_size_one(tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
 
 
-@pytest.mark.parametrize("device", ["cpu", "meta-hash"])
-def test_keyed_dropout_masks_do_not_depend_on_batch(device, monkeypatch):
+def test_keyed_dropout_masks_do_not_depend_on_batch():
     from pyro_ssl.smc import uniforms
 
     def masks(ids, lengths, T):
-        if device == "meta-hash":  # the accelerator branch (a counter hash), run on the CPU
-            monkeypatch.setattr(uniforms, "_use_generators", lambda d: False)
         u = uniforms.keyed_document_uniforms(torch.tensor(ids), torch.tensor(lengths), T, 40, 0, "dropout", 1, 2)
         keep = (u >= 0.25).double() / 0.75
         return keep[..., :16], keep[..., 16:]
@@ -270,6 +267,26 @@ def test_keyed_dropout_masks_do_not_depend_on_batch(device, monkeypatch):
     big, _ = masks(list(range(64)), [50] * 64, 50)
     kept = (big > 0).double().mean()
     assert abs(float(kept) - 0.75) < 0.01 and torch.allclose(big[big > 0], torch.tensor(1 / 0.75, dtype=torch.float64))
+
+
+def test_keyed_streams_are_uniform_and_independent():
+    """The counter-based generator: moments, lag-1 correlation and the pairs of halves."""
+    from pyro_ssl.smc import uniforms
+
+    u = uniforms.keyed_rows(torch.arange(200), 5000, 0, "sweep", 1).reshape(-1)  # 10^6 draws
+    n = u.numel()
+    assert abs(float(u.mean()) - 0.5) < 5 * (1 / 12 / n) ** 0.5
+    assert abs(float(u.var()) - 1 / 12) < 5 * (1 / 180 / n) ** 0.5
+    r = float(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1])
+    assert abs(r) < 5 / n**0.5
+    counts = torch.histc(u, bins=100, min=0.0, max=1.0)
+    chi2 = float(((counts - n / 100) ** 2 / (n / 100)).sum())
+    assert chi2 < 99 + 5 * (2 * 99) ** 0.5
+    h = uniforms.keyed_document_uniforms(torch.arange(100), torch.full((100,), 100), 100, 100, 0, "dropout")
+    h = h.reshape(-1, 2).double()  # the two 24-bit halves of one 64-bit output
+    r = float(torch.corrcoef(h.T)[0, 1])
+    assert abs(r) < 5 / h.shape[0] ** 0.5
+    assert torch.equal(uniforms.keyed_rows(torch.tensor([7]), 10, 3, "init", 0)[0], uniforms.keyed_uniform(10, 3, "init", 0, 7))
 
 
 def test_documented_launch_commands_parse():

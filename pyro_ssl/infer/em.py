@@ -29,7 +29,7 @@ from ..data.shard import shard_bounds
 from ..model import TopicalSSL, length_mask, log_joint
 from ..smc.blocked import blocked_csmc_sweep
 from ..smc.csmc import csmc_sweep
-from ..smc.uniforms import KeyedUniforms, keyed_generator, keyed_uniform, mix_key
+from ..smc.uniforms import KeyedUniforms, keyed_generator, keyed_rows, keyed_uniform, mix_key
 from .mstep import (
     PriorMStep,
     dirichlet_log_phi,
@@ -192,10 +192,8 @@ class StochasticEM:
                                   device=self.device, dtype=model.prior.dtype)
                 z = csmc_sweep(model.prior, init_log_phi, x, n, P, None, resampling="systematic", uniforms=u).path
             elif init == "uniform":
-                z = torch.zeros(x.shape, dtype=torch.long)
-                for b, (d, L) in enumerate(zip(ids.tolist(), n.tolist())):
-                    z[b, :L] = (keyed_uniform((L,), self.seed, "init", 0, d) * K).long().clamp_(max=K - 1)
-                z = z.to(self.device)
+                z = (keyed_rows(ids, x.shape[1], self.seed, "init", 0) * K).long().clamp_(max=K - 1)
+                z = z.masked_fill_(~length_mask(n.cpu(), x.shape[1]), 0).to(self.device)
             else:
                 raise ValueError(f"init={init!r} needs initial_paths (the estimator computes them)")
             self._set_paths(local, z)

@@ -13,12 +13,21 @@ Two sources:
 
 * :class:`GeneratorUniforms`: fresh ``torch.rand`` from one generator, in call order. Cheap;
   what evaluation and prediction use.
-* :class:`KeyedUniforms`: every uniform document ``d`` consumes in one sweep comes from a
-  private generator seeded by a hash of ``(seed, stream, *key, d)``, laid out by the
-  document's *own* length. A document's draws then depend neither on the other documents of
-  its batch nor on the batch's padded length, so one fit gives the same chain in one process
-  and split over any number of processes. Learning (:class:`~pyro_ssl.infer.em.StochasticEM`)
-  uses it for every random choice: minibatch order, initial paths, sweeps and dropout.
+* :class:`KeyedUniforms`: every uniform document ``d`` consumes in one sweep comes from its
+  own counter-based stream keyed by ``(seed, stream, *key, d)`` (:func:`keyed_stream`), laid
+  out by the document's *own* length. A document's draws then depend neither on the other
+  documents of its batch nor on the batch's padded length, so one fit gives the same chain in
+  one process and split over any number of processes. Learning
+  (:class:`~pyro_ssl.infer.em.StochasticEM`) uses it for every random choice: minibatch
+  order, initial paths, sweeps and dropout.
+
+One generator serves every keyed uniform: SplitMix64 (Steele, Lea and Flood 2014) run as a
+counter-based generator, output ``c`` of document ``d``'s stream being
+``mix64(key(d) + c * golden_gamma)``. It is computed for all documents at once in NumPy's
+wrapping ``uint64`` arithmetic (no per-document Python loop, no reliance on signed overflow),
+so the values are the same on every platform and device. (Two keyed draws use torch's
+own generators seeded by :func:`mix_key`: the minibatch order, :func:`keyed_generator`, and
+the Dirichlet ``phi`` step's gammas.)
 
 Keyed layout per document: one uniform for the final choice, then per step ``S = 2 P + 1``
 slots: ``[0, P)`` ancestors, ``P`` the reference's ancestor redraw, ``[P + 1, 2 P + 1)`` the
@@ -27,6 +36,7 @@ proposals. Padding steps get 0.5 (their draws are discarded).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -37,6 +47,9 @@ __all__ = [
     "keyed_generator",
     "keyed_uniform",
     "keyed_document_uniforms",
+    "keyed_stream",
+    "keyed_rows",
+    "document_keys",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -72,8 +85,10 @@ def keyed_generator(*parts: int | str) -> torch.Generator:
 
 
 def keyed_uniform(shape, *parts: int | str, dtype=torch.float64) -> torch.Tensor:
-    """``torch.rand(shape)`` from the generator keyed by ``parts`` (CPU)."""
-    return torch.rand(shape, generator=keyed_generator(*parts), dtype=dtype)
+    """Uniforms of ``shape`` from the keyed stream of ``parts`` (:func:`keyed_stream`), on the CPU."""
+    shape = torch.Size(shape if isinstance(shape, (tuple, list, torch.Size)) else (shape,))
+    keys = np.array([mix_key(*parts)], dtype=np.uint64)
+    return torch.from_numpy(_unit53(keyed_stream(keys, shape.numel()))).view(shape).to(dtype)
 
 
 class UniformSource:
@@ -115,6 +130,66 @@ class GeneratorUniforms(UniformSource):
         return self._rand(self.B, 1)
 
 
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_C1 = np.uint64(0xBF58476D1CE4E5B9)
+_C2 = np.uint64(0x94D049BB133111EB)
+
+
+_CHUNK = 1 << 15  # elements per pass: keeps the working set in cache
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function, in place on a contiguous ``uint64`` array (mod 2^64)."""
+    flat = x.reshape(-1)
+    scratch = np.empty(min(flat.size, _CHUNK), dtype=np.uint64)
+    for i in range(0, flat.size, _CHUNK):
+        v = flat[i : i + _CHUNK]
+        s = scratch[: v.size]
+        np.right_shift(v, np.uint64(30), out=s)
+        v ^= s
+        v *= _C1
+        np.right_shift(v, np.uint64(27), out=s)
+        v ^= s
+        v *= _C2
+        np.right_shift(v, np.uint64(31), out=s)
+        v ^= s
+    return x
+
+
+def document_keys(doc_ids, *parts: int | str) -> np.ndarray:
+    """``(B,)`` uint64 stream keys, entry ``b`` equal to ``mix_key(*parts, doc_ids[b])``.
+
+    The prefix is hashed once in Python and the documents' step vectorised.
+    """
+    h = 0x243F6A8885A308D3
+    for p in parts:
+        if isinstance(p, str):
+            p = STREAMS[p] if p in STREAMS else int.from_bytes(p.encode()[:8].ljust(8, b"\0"), "little")
+        h = _splitmix64(h ^ (int(p) & _MASK64))
+    d = np.asarray(torch.as_tensor(doc_ids).reshape(-1).tolist(), dtype=np.int64).astype(np.uint64)
+    x = d ^ np.uint64(h)
+    x += _GAMMA
+    return _mix64(x) & np.uint64((1 << 63) - 1)
+
+
+def keyed_stream(keys: np.ndarray, count: int) -> np.ndarray:
+    """``(B, count)`` uint64: outputs ``1 .. count`` of each key's counter-based stream."""
+    x = np.arange(1, count + 1, dtype=np.uint64) * _GAMMA
+    x = np.add(keys.reshape(-1, 1), x.reshape(1, -1))
+    return _mix64(x)
+
+
+def _unit53(bits: np.ndarray) -> np.ndarray:
+    """float64 uniforms in ``[0, 1)`` from the top 53 bits."""
+    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def keyed_rows(doc_ids, count: int, *parts: int | str) -> torch.Tensor:
+    """``(B, count)`` float64 uniforms, row ``b`` the first ``count`` of document
+    ``doc_ids[b]``'s stream under ``parts`` (equal to ``keyed_uniform(count, *parts, doc)``)."""
+    return torch.from_numpy(_unit53(keyed_stream(document_keys(doc_ids, *parts), count)))
+
+
 class KeyedUniforms(UniformSource):
     """Per-document keyed uniforms for one sweep over a batch of documents.
 
@@ -131,21 +206,20 @@ class KeyedUniforms(UniformSource):
 
     def __init__(self, seed: int, doc_ids, lengths, T: int, num_particles: int, key: tuple = (), *,
                  stream: str = "sweep", device=None, dtype: torch.dtype = torch.float64):
-        ids = [int(d) for d in torch.as_tensor(doc_ids).reshape(-1).tolist()]
-        lens = [int(n) for n in torch.as_tensor(lengths).reshape(-1).tolist()]
-        if len(ids) != len(lens):
-            raise ValueError(f"{len(ids)} document ids but {len(lens)} lengths")
+        ids = torch.as_tensor(doc_ids).reshape(-1)
+        lens = torch.as_tensor(lengths).reshape(-1).to(torch.long)
+        if ids.numel() != lens.numel():
+            raise ValueError(f"{ids.numel()} document ids but {lens.numel()} lengths")
         P = int(num_particles)
-        self.P, self.T, self.B = P, int(T), len(ids)
+        self.P, self.T, self.B = P, int(T), ids.numel()
+        if self.B and int(lens.max()) > self.T:
+            b = int(lens.argmax())
+            raise ValueError(f"document {int(ids[b])} has length {int(lens[b])} > T={self.T}")
         S = 2 * P + 1
-        steps = torch.full((self.B, self.T, S), 0.5, dtype=torch.float64)
-        final = torch.empty(self.B, dtype=torch.float64)
-        for b, (d, n) in enumerate(zip(ids, lens)):
-            if n > self.T:
-                raise ValueError(f"document {d} has length {n} > T={self.T}")
-            u = keyed_uniform((1 + n * S,), int(seed), stream, *key, d)
-            final[b] = u[0]
-            steps[b, :n] = u[1:].view(n, S)
+        u = keyed_rows(ids, 1 + self.T * S, int(seed), stream, *key)
+        final = u[:, 0]
+        steps = u[:, 1:].view(self.B, self.T, S)
+        steps.masked_fill_(torch.arange(self.T).view(1, -1, 1) >= lens.view(-1, 1, 1), 0.5)
         # Step-major so that each step's slab is contiguous: (T, B, S).
         self._steps = steps.transpose(0, 1).contiguous().to(device=device, dtype=dtype)
         self._final = final.to(device=device, dtype=dtype)
@@ -165,51 +239,20 @@ class KeyedUniforms(UniformSource):
         return self._final.unsqueeze(-1)
 
 
-def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer mixer on int64 tensors holding values in ``[0, 2^32)``.
-
-    Multipliers are below ``2^31``, so no product leaves int64's range (no reliance on
-    overflow behaviour); runs on any device.
-    """
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _M32
-    x = x ^ (x >> 15)
-    x = (x * 0x2C1B3C6D) & _M32
-    x = x ^ (x >> 13)
-    x = (x * 0x297A2D39) & _M32
-    return x ^ (x >> 16)
-
-
-def _use_generators(device: torch.device) -> bool:
-    return device.type == "cpu"
-
-
 def keyed_document_uniforms(doc_ids, lengths, T: int, width: int, *parts, device=None) -> torch.Tensor:
     """``(B, T, width)`` float32 uniforms keyed by ``(*parts, doc)``; padding steps get 1.0.
 
-    A document's values depend only on its key and its own length. On the CPU each document's
-    uniforms come from its own generator (rows of ``width``, one per step); elsewhere, where
-    that loop would dominate, entry ``(t, j)`` is a counter-based hash of ``(key(d),
-    t * width + j)`` (24-bit uniforms) computed on the device in one pass, so the values
-    differ between CPU and GPU runs.
+    Entry ``(t, j)`` of document ``d`` is the top 24 bits of 32-bit half ``(t * width + j) % 2``
+    (low half first) of output ``(t * width + j) // 2`` of the document's keyed stream (:func:`keyed_stream`): 24-bit
+    uniforms, exact in float32, two per 64-bit output. A document's values depend only on its
+    key and position, never on its batch or the padded length.
     """
-    doc_ids = torch.as_tensor(doc_ids).reshape(-1)
-    lengths = torch.as_tensor(lengths).reshape(-1)
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    B = doc_ids.numel()
-    if _use_generators(device):
-        # float32 and drawn straight into place: these feed dropout masks, where the per-document
-        # generator loop is the cost that keyed randomness adds to an M-step.
-        u = torch.ones(B, T, width, dtype=torch.float32)
-        for b, (d, n) in enumerate(zip(doc_ids.tolist(), lengths.tolist())):
-            n = min(int(n), T)
-            torch.rand((n, width), generator=keyed_generator(*parts, int(d)), dtype=torch.float32, out=u[b, :n])
-        return u
-    keys = torch.tensor([mix_key(*parts, int(d)) for d in doc_ids.tolist()], dtype=torch.long)
-    k_lo = (keys & _M32).to(device).view(-1, 1, 1)
-    k_hi = ((keys >> 32) & _M32).to(device).view(-1, 1, 1)
-    counter = torch.arange(T * width, device=device, dtype=torch.long).view(1, T, width)
-    h = _hash32(_hash32((counter ^ k_hi) & _M32) ^ k_lo)
-    u = (h >> 8).to(torch.float32) / float(1 << 24)
-    pad = torch.arange(T, device=device).view(1, T, 1) >= lengths.to(device).view(-1, 1, 1)
-    return u.masked_fill(pad, 1.0)
+    lengths = torch.as_tensor(lengths).reshape(-1).to(torch.long)
+    keys = document_keys(doc_ids, *parts)
+    B, n = keys.shape[0], T * width
+    bits = keyed_stream(keys, (n + 1) // 2)
+    # Each 64-bit output read as two little-endian 32-bit halves, top 24 bits of each.
+    halves = bits.astype("<u8", copy=False).view("<u4")[:, :n] >> np.uint32(8)
+    u = torch.from_numpy(halves.astype(np.float32) * np.float32(1.0 / (1 << 24))).view(B, T, width)
+    u.masked_fill_(torch.arange(T).view(1, -1, 1) >= lengths.view(-1, 1, 1), 1.0)
+    return u.to(device) if device is not None else u
