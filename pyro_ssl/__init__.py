@@ -12,8 +12,10 @@ Layers (each usable alone):
   :mod:`pyro_ssl.distributed`.
 """
 
-from .estimator import SSL, fit
+from .api import fit
+from .estimator import SSL
+from .runtime import get_threads, set_threads
 from .model import LSTMPrior, TopicalSSL, TopicSequence
 from .version import __version__
 
-__all__ = ["SSL", "fit", "LSTMPrior", "TopicalSSL", "TopicSequence", "__version__"]
+__all__ = ["SSL", "fit", "set_threads", "get_threads", "LSTMPrior", "TopicalSSL", "TopicSequence", "__version__"]

@@ -25,9 +25,11 @@ from pathlib import Path
 import torch
 
 from .version import __version__
-from .config import add_setting_flags, chosen_settings
+from .config import DEFAULT_THREADS, add_setting_flags, chosen_settings
 from .data import Corpus, gensim_corpus_texts, load_corpus, tokenize
+from .distributed import fit_workers
 from .estimator import SSL
+from .runtime import get_threads, set_threads
 
 __all__ = ["main", "build_parser"]
 
@@ -53,7 +55,8 @@ def _seeds(value: str) -> tuple[int, ...]:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars and fewer messages")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch CPU threads (default: torch's choice; set it on shared machines)")
+                   help=f"torch intra-op threads in the hot loops (default {DEFAULT_THREADS}: more threads spin against "
+                        "other busy processes; use fit --workers for more cores)")
     p.add_argument("--device", default=None, help="torch device, e.g. 'cpu' or 'cuda' (default: cpu)")
 
 
@@ -100,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a checkpoint here after every epoch (atomic; enables --resume)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --checkpoint-dir (same corpus and options required)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="processes to fit on (torch.distributed, gloo; the same model as 1; default 1)")
     p.add_argument("--show-topics", type=int, default=10, metavar="N",
                    help="print the N most used topics after fitting (0: none; default 10)")
     _add_common(p)
@@ -205,8 +210,14 @@ def cmd_fit(args) -> int:
     corpus = _load_texts_corpus(args)
     _say(args, f"corpus: {len(corpus)} documents, {corpus.num_tokens} tokens, V={corpus.V}")
     try:
-        model.fit(corpus, progress=not args.quiet,
-                  checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+        if args.workers > 1:
+            if args.device not in (None, "cpu"):
+                raise ValueError("--workers starts CPU processes (gloo); for GPUs launch python -m pyro_ssl.distributed "
+                                 "with torchrun")
+            model = fit_workers(corpus, args.workers, dtype=getattr(torch, args.dtype), progress=not args.quiet,
+                                checkpoint_dir=args.checkpoint_dir, resume=args.resume, **kwargs)
+        else:
+            model.fit(corpus, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     except KeyboardInterrupt:
         if args.checkpoint_dir:
             print(f"interrupted; continue with the same command and --resume (checkpoint in {args.checkpoint_dir})",
@@ -354,8 +365,9 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 on success, 2 on a usage or data error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = get_threads()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     try:
         return _COMMANDS[args.command](args)
     except (FileNotFoundError, ValueError) as e:
@@ -363,6 +375,8 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        set_threads(previous)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,15 @@ __all__ = [
     "Setting",
     "PRESETS",
     "FULL_LAG",
+    "DEFAULT_THREADS",
     "settings",
     "add_setting_flags",
     "chosen_settings",
 ]
+
+DEFAULT_THREADS = 1
+"""torch intra-op threads in the hot loops (:mod:`pyro_ssl.runtime`): one, because OpenMP threads spin
+against any other busy process; more cores are used by processes (``fit(..., workers=N)``)."""
 
 FULL_LAG = "full"
 """``ancestor_lag`` value for exact ancestor sampling (look ahead to the document's end)."""

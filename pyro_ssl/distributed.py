@@ -32,12 +32,14 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from .config import add_setting_flags, chosen_settings
 from .data import Corpus, load_corpus
@@ -47,7 +49,7 @@ from .estimator import SSL
 from .infer.em import StochasticEM
 from .infer.reduce import Reducer
 
-__all__ = ["DistContext", "DistributedFit", "fit_distributed", "init_distributed", "main", "build_parser"]
+__all__ = ["DistContext", "DistributedFit", "fit_distributed", "fit_workers", "init_distributed", "main", "build_parser"]
 
 
 # ---------------------------------------------------------------------------- process group
@@ -286,6 +288,51 @@ def fit_distributed(
     finally:
         if ctx.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _local_worker(rank: int, workers: int, init_method: str, data_dir: str, out: str, kwargs: dict) -> None:
+    fit_distributed(data_dir, rank=rank, world_size=workers, init_method=init_method, backend="gloo",
+                    device="cpu", out=out, **kwargs)
+
+
+def fit_workers(data, workers: int, K: int | None = None, epochs: int | None = None, *,
+                vocab_size: int | None = None, **kwargs) -> SSL:
+    """Fit on ``workers`` processes of this machine (``torch.distributed``, gloo); returns the model.
+
+    The same engine as a multi-machine fit (:func:`fit_distributed`), started here with
+    ``torch.multiprocessing``: ``data`` is written once to a temporary on-disk corpus (unless it
+    is one), every process sweeps its shard, and rank 0's saved model is loaded back. With
+    every random choice keyed by document the result is the model ``workers=1`` gives (paths,
+    counts and ``phi`` equal; LSTM weights up to the order of floating-point gradient sums).
+    Each process runs its hot loops on one thread (:mod:`pyro_ssl.runtime`), so ``workers``
+    is the number of cores used.
+
+    Args:
+        data: anything :func:`fit_distributed` takes.
+        workers: processes, >= 1 (1 runs them in this process's children all the same).
+        K, epochs, vocab_size, **kwargs: as for :func:`fit_distributed` (``checkpoint_dir``,
+            ``resume``, ``progress``, ``dtype`` and the settings of :class:`~pyro_ssl.SSL`).
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if K is not None:
+        kwargs["K"] = K
+    if epochs is not None:
+        kwargs["epochs"] = epochs
+    SSL(**{k: v for k, v in kwargs.items() if k not in _RUN_KEYS})  # every setting checked before any process starts
+    with tempfile.TemporaryDirectory(prefix="pyro_ssl_workers_") as tmp:
+        corpus = _open_data(data, vocab_size)
+        if not isinstance(corpus, OnDiskCorpus):
+            V = max(int(corpus.V), vocab_size or 0)
+            corpus = write_ondisk(corpus, os.path.join(tmp, "corpus"), V=V)
+        out = os.path.join(tmp, "model")
+        # A file rendezvous: no port to pick, nothing on the network.
+        init_method = "file://" + os.path.join(tmp, "rendezvous")
+        mp.spawn(_local_worker, args=(workers, init_method, str(corpus.path), out, kwargs), nprocs=workers, join=True)
+        return SSL.load(out)
+
+
+_RUN_KEYS = {"dtype", "checkpoint_dir", "resume", "progress", "log", "return_paths", "device", "backend"}
 
 
 # ---------------------------------------------------------------------------- command line

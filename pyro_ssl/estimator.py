@@ -21,7 +21,7 @@ from . import evaluation
 from . import io as persistence
 from .baselines.base import LanguageModel
 from .baselines.hmm import HMM
-from .config import SSLConfig, settings
+from .config import SSLConfig
 from .data.shard import TokenShard
 from .data.vocabulary import Vocabulary
 from .infer.em import StochasticEM
@@ -31,7 +31,7 @@ from .smc.blocked import blocked_csmc_sweep
 from .smc.csmc import csmc_sweep, particle_filter
 from .smc.resampling import get_resampler, inverse_cdf
 
-__all__ = ["SSL", "fit", "as_tokens"]
+__all__ = ["SSL", "as_tokens"]
 
 
 def as_tokens(data, vocab_size: int | None = None):
@@ -496,30 +496,3 @@ class SSL(LanguageModel):
     def __repr__(self) -> str:
         state = f"fitted {len(self.history)} epochs" if self.log_phi is not None else "unfitted"
         return f"SSL(K={self.K}, V={self.V}, P={self.config.sampler.num_particles}, {state})"
-
-
-_FIT_KEYS = {"vocab_size", "eval_data", "eval_every", "eval_particles", "callback", "progress", "checkpoint_dir", "resume"}
-
-
-def fit(data, K: int = 50, epochs: int | None = None, method: str = "pg", **kwargs) -> SSL:
-    """Fit a Topical SSL: ``pyro_ssl.fit(corpus, K=50)``.
-
-    Keyword arguments are settings of :class:`SSL` (the fields of :mod:`pyro_ssl.config`,
-    ``seed``, ``preset``, ``device``, ``dtype``) or arguments of :meth:`SSL.fit`
-    (``vocab_size``, ``eval_data``, ``eval_every``, ``eval_particles``, ``callback``,
-    ``progress``, ``checkpoint_dir``, ``resume``). ``method="svi"`` learns the same model by
-    SVI with an amortised guide instead of particle Gibbs (``docs/svi.md``); then the
-    :class:`~pyro_ssl.infer.svi.SVIConfig` fields are accepted too.
-    """
-    if method == "svi":
-        svi_keys = set(SVIConfig.__dataclass_fields__)
-        svi = {k: kwargs.pop(k) for k in list(kwargs) if k in svi_keys}
-        pg_only = {s.name for s in settings() if s.group != "model"} - {"epochs", "eval_particles"} - svi_keys
-        wrong = sorted(set(kwargs) & pg_only)
-        if wrong:
-            raise TypeError(f"{wrong} are particle-Gibbs settings; method='svi' takes the model settings and "
-                            f"{sorted(svi_keys)}")
-        fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _FIT_KEYS}
-        return SSL(K=K, **kwargs).fit(data, epochs=epochs, method="svi", **fit_kwargs, **svi)
-    fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _FIT_KEYS}
-    return SSL(K=K, **kwargs).fit(data, epochs=epochs, method=method, **fit_kwargs)

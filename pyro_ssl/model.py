@@ -27,6 +27,8 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from pyro.nn import PyroModule
 from torch import nn
 
+from .runtime import hot_loop
+
 __all__ = [
     "LSTMPrior",
     "DropoutMasks",
@@ -219,6 +221,7 @@ class LSTMPrior(PyroModule):
         )
 
     @torch.no_grad()
+    @hot_loop
     def sample(self, batch_size: int, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sample of ``(batch_size, T)`` topic sequences (eval-mode prior)."""
         table = self.step_weights()

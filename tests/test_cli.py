@@ -150,3 +150,14 @@ def test_help_documents_every_option(capsys):
     out = capsys.readouterr().out
     for option in ("--checkpoint-dir", "--resume", "--temperature", "--T1", "--gensim", "--quiet", "--ancestor-lag"):
         assert option in out
+
+
+def test_fit_with_workers_gives_the_one_process_model(workdir, tmp_path):
+    import torch
+
+    assert main(["fit", str(workdir / "docs.txt"), "--epochs", "2", "--workers", "2", "--out", str(tmp_path / "two"),
+                 *FAST]) == 0
+    one, two = load_model(workdir / "model"), load_model(tmp_path / "two")
+    assert torch.equal(one.log_phi, two.log_phi)
+    assert [e["log_joint_per_token"] for e in one.history] == pytest.approx(
+        [e["log_joint_per_token"] for e in two.history], abs=1e-5)

@@ -304,3 +304,45 @@ def test_documented_launch_commands_parse():
     for cmd in commands:
         args = shlex.split(cmd)
         build_parser().parse_args(args[args.index("pyro_ssl.distributed") + 1 :])
+
+
+def test_fit_with_workers_returns_the_one_process_model(tmp_path):
+    """``pyro_ssl.fit(..., workers=2)`` (two gloo processes) gives the model of ``workers=1``."""
+    import pyro_ssl
+
+    docs = _corpus()
+    kw = dict(SETTINGS, dtype=torch.float64, vocab_size=15, progress=False)
+    one = pyro_ssl.fit(docs, **kw)
+    two = pyro_ssl.fit(docs, workers=2, **kw)
+    assert torch.equal(one.log_phi, two.log_phi)
+    for name, w in one.model.state_dict().items():
+        assert torch.allclose(w, two.model.state_dict()[name], atol=1e-10, rtol=0), name
+    assert len(two.history) == len(one.history)
+    for a, b in zip(one.history, two.history):
+        assert abs(a["log_joint_per_token"] - b["log_joint_per_token"]) < 1e-9
+    with pytest.raises(TypeError, match="workers=1"):
+        pyro_ssl.fit(docs, workers=2, callback=lambda m, e: False, **kw)
+    with pytest.raises(ValueError, match="workers"):
+        pyro_ssl.fit(docs, workers=0, **kw)
+
+
+def test_hot_loops_run_on_the_package_thread_setting_and_restore_the_callers():
+    import pyro_ssl
+    from pyro_ssl.runtime import hot_loop
+
+    seen = []
+    probe = hot_loop(lambda: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        probe()
+        assert seen[-1] == 1 and torch.get_num_threads() == 2  # default one thread, caller's 2 restored
+        pyro_ssl.set_threads(2)
+        torch.set_num_threads(1)
+        probe()
+        assert seen[-1] == 2 and torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="threads"):
+            pyro_ssl.set_threads(0)
+    finally:
+        pyro_ssl.set_threads(1)
+        torch.set_num_threads(before)

@@ -13,13 +13,13 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "pyro_ssl"
 
 LAYERS = [
-    ("version", "config", "io"),
+    ("version", "config", "io", "runtime"),
     ("data",),
     ("model", "baselines", "coherence"),
     ("smc",),
     ("infer", "evaluation"),
     ("estimator",),
-    ("diagnostics", "plots", "cli", "distributed", "__init__"),
+    ("diagnostics", "plots", "cli", "distributed", "api", "__init__"),
 ]
 
 

@@ -16,7 +16,6 @@ Conventions used throughout ``pyro_ssl.baselines``:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from abc import ABC, abstractmethod
 from typing import Sequence, Union
@@ -24,30 +23,11 @@ from typing import Sequence, Union
 import torch
 
 from ..model import length_mask
+from ..runtime import intra_op_threads
 
 DocList = Union[Sequence[Sequence[int]], Sequence[torch.Tensor]]
 
 __all__ = ["LanguageModel", "perplexity", "pad_docs", "length_mask", "intra_op_threads", "DocList"]
-
-
-@contextlib.contextmanager
-def intra_op_threads(n: int | None):
-    """Temporarily set torch's intra-op CPU thread count (``None``: leave it alone).
-
-    Why: the recursions here are long loops of small ops; on a shared, oversubscribed
-    CPU, OpenMP worker threads spin-waiting for a core made them 5-50x slower than a
-    single thread (measured on a 2-core machine under load). The setting is
-    process-global, so it is restored on exit.
-    """
-    if n is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def perplexity(total_log_lik: Union[float, torch.Tensor], num_tokens: int) -> float:

@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..runtime import get_threads
 from .base import DocList, LanguageModel, intra_op_threads, length_mask, pad_docs
 
 __all__ = ["HMM"]
@@ -53,8 +54,8 @@ class HMM(LanguageModel):
         chunk_size: documents per E-step batch (bounds memory at ``chunk * T * K``).
         init_self_transition: weight of the identity in the initial transition matrix
             (see :meth:`_init_params`).
-        num_threads: if set, torch intra-op CPU threads used during :meth:`fit`
-            (restored afterwards); 1 is often fastest on a busy shared CPU.
+        num_threads: torch intra-op CPU threads used during :meth:`fit` (restored
+            afterwards); default the package's setting (:mod:`pyro_ssl.runtime`, one).
         verbose: print the objective every iteration.
 
     Fitted attributes:
@@ -267,7 +268,7 @@ class HMM(LanguageModel):
         Keyword args: ``init_params=(log_pi0, log_A, log_B)`` to start from given
         parameters instead of the random initialisation.
         """
-        with intra_op_threads(self.num_threads):
+        with intra_op_threads(self.num_threads if self.num_threads is not None else get_threads()):
             return self._fit(docs, vocab_size, **kw)
 
     def _fit(self, docs: DocList, vocab_size: int, **kw) -> "HMM":

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..runtime import get_threads
 from .base import DocList, LanguageModel, intra_op_threads, length_mask, pad_docs
 
 __all__ = ["LSTMLanguageModel", "LSTMNet"]
@@ -70,8 +71,8 @@ class LSTMLanguageModel(LanguageModel):
             global RNG is forked, not reseeded).
         device: where to train; ``None`` = device of the training tensors (CPU for lists).
         verbose: print one line per epoch.
-        num_threads: if set, torch intra-op CPU threads used during :meth:`fit`
-            (restored afterwards); 1 is often fastest for small models on a busy CPU.
+        num_threads: torch intra-op CPU threads used during :meth:`fit` (restored
+            afterwards); default the package's setting (:mod:`pyro_ssl.runtime`, one).
 
     Fitted attributes:
         net: the :class:`LSTMNet`.
@@ -158,7 +159,7 @@ class LSTMLanguageModel(LanguageModel):
     def fit(self, docs: DocList, vocab_size: int, **kw) -> "LSTMLanguageModel":
         """Train on ``docs`` (training documents only; the validation split is drawn
         from them)."""
-        with intra_op_threads(self.num_threads):
+        with intra_op_threads(self.num_threads if self.num_threads is not None else get_threads()):
             return self._fit(docs, vocab_size)
 
     def _fit(self, docs: DocList, vocab_size: int) -> "LSTMLanguageModel":

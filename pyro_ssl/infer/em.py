@@ -27,6 +27,7 @@ import torch
 from ..config import SSLConfig
 from ..data.shard import shard_bounds
 from ..model import TopicalSSL, length_mask, log_joint
+from ..runtime import hot_loop
 from ..smc.blocked import blocked_csmc_sweep
 from ..smc.csmc import csmc_sweep
 from ..smc.uniforms import KeyedUniforms, keyed_generator, keyed_rows, keyed_uniform, mix_key
@@ -169,6 +170,7 @@ class StochasticEM:
             yield gidx, mine, mine - self.lo
 
     # ------------------------------------------------------------------ start
+    @hot_loop
     @torch.no_grad()
     def initialize(self) -> None:
         """Initial paths (keyed by document), global counts, ``phi``; optional prior pre-training."""
@@ -251,6 +253,7 @@ class StochasticEM:
                          log_emission=log_emission)
         return old, res
 
+    @hot_loop
     def run_epoch(self) -> dict:
         """E-step, ``phi`` update and M-step over every global minibatch; returns the epoch's entry."""
         if self.counts is None:

@@ -40,6 +40,7 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 
 from ..model import TopicalSSL, length_mask
+from ..runtime import hot_loop
 from ..smc.resampling import inverse_cdf
 from .em import perturbed_log_phi
 from .mstep import topic_word_counts
@@ -454,6 +455,7 @@ class SVIResult:
     history: list = field(default_factory=list)
 
 
+@hot_loop
 def train_svi(model: TopicalSSL, tokens: torch.Tensor, lengths: torch.Tensor, cfg: SVIConfig, *, seed: int,
               epochs: int, progress: bool = True, on_epoch=None) -> SVIResult:
     """Learn ``model``'s prior and ``phi`` by SVI with an amortised guide.

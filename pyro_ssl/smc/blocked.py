@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from ..model import LSTMPrior, LSTMState
+from ..runtime import hot_loop
 from .csmc import SweepResult, csmc_sweep
 
 __all__ = ["blocked_csmc_sweep", "block_starts", "future_log_prob"]
@@ -84,6 +85,7 @@ def _unique_rows(key: torch.Tensor):
 
 
 @torch.no_grad()
+@hot_loop
 def blocked_csmc_sweep(
     prior: LSTMPrior,
     log_phi: torch.Tensor,

@@ -33,6 +33,7 @@ import torch
 
 from ..config import FULL_LAG
 from ..model import LSTMPrior, LSTMState, StepWeights, length_mask
+from ..runtime import hot_loop
 from .resampling import Resampler, get_resampler, inverse_cdf, search_cdf
 from .uniforms import GeneratorUniforms, UniformSource
 
@@ -142,6 +143,7 @@ def _step_resampled(
 
 
 @torch.no_grad()
+@hot_loop
 def csmc_sweep(
     prior: LSTMPrior,
     log_phi: torch.Tensor,
