@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     if args.quick:
         size.update(D=100, T=50)
     epochs = args.epochs or (1 if args.quick else 2)
-    limit = args.limit or (25.0 if args.quick else 240.0)
+    limit = args.limit or (60.0 if args.quick else 240.0)
     print(machine_line())
     print(f"size: {size['D']} docs x {size['T']} tokens, K={size['K']}, H={size['H']}, V={size['V']}; "
           f"fit defaults, {epochs} epoch(s) incl. start-up; busy process: a pure-Python loop")
