@@ -273,10 +273,10 @@ class Corpus:
         Drops words found in fewer than ``no_below`` documents or in more than ``no_above``
         (a fraction) of them, the ``stopwords`` (``True``: gensim's English list and
         punctuation-only tokens; or a collection of words) and ``<unk>``; then keeps the
-        ``keep_n`` most frequent of the rest (``None``: all). Defaults are gensim's.
+        ``keep_n`` of the rest found in most documents (``None``: all). Defaults are gensim's.
 
         Returns:
-            A new corpus over a new vocabulary (ids renumbered by frequency) whose documents
+            A new corpus over a new vocabulary (ids renumbered by document frequency) whose documents
             have the dropped words removed; documents may get shorter or empty
             (:meth:`filter_min_length`). Its vocabulary drops unknown words when encoding, so
             test text encoded with it (``Corpus.from_texts(texts, vocab=...)``) is filtered alike.
@@ -301,8 +301,9 @@ class Corpus:
             drop = [i for i, w in enumerate(itos) if w in words or (punctuation and is_punctuation(w))]
             keep[drop] = False
         kept = keep.nonzero().flatten()
-        # By count, ties in the old order (itself by count, then first appearance): deterministic.
+        # As gensim: by document frequency, then (deterministic ties) by count, then the old order.
         kept = kept[torch.sort(-cf[kept], stable=True).indices]
+        kept = kept[torch.sort(-df[kept], stable=True).indices]
         if keep_n is not None:
             kept = kept[: int(keep_n)]
         if kept.numel() == 0:
