@@ -630,16 +630,26 @@ class SSL(LanguageModel):
         itos = getattr(self.vocab, "itos", None)
         return [[itos[i] if itos else str(i) for i in row] for row in top]
 
-    def show_topics(self, num_topics: int = -1, num_words: int = 10) -> list[tuple[int, str]]:
-        """gensim-style ``[(k, "0.031*"word" + ...")]``, topics ordered by usage."""
+    def topic_usage(self) -> torch.Tensor:
+        """``(K,)`` share of tokens in each topic: of the training paths when fitted in this
+        process, else of 256 x 64 topics sampled from the model's prior (a loaded model)."""
         self._check_fitted()
-        if self._em is not None:
-            usage = self._em.counts.sum(-1)
+        if self._em is not None and self._em.counts is not None:
+            usage = self._em.counts.sum(-1).to(torch.float64).cpu()
         else:
             # A loaded model has no training paths: rank by usage under its own prior instead.
             z, _ = self.sample(256, 64, seed=0)
-            usage = torch.bincount(z.reshape(-1), minlength=self.K).to(torch.float64)
-        order = usage.argsort(descending=True).tolist()
+            usage = torch.bincount(z.reshape(-1).cpu(), minlength=self.K).to(torch.float64)
+        return usage / usage.sum().clamp_min(1e-300)
+
+    def topic_order(self) -> list[int]:
+        """Topic ids, most used first (:meth:`topic_usage`): the order of every topic listing."""
+        return self.topic_usage().argsort(descending=True, stable=True).tolist()
+
+    def show_topics(self, num_topics: int = -1, num_words: int = 10) -> list[tuple[int, str]]:
+        """gensim-style ``[(k, "0.031*"word" + ...")]``, topics ordered by usage (:meth:`topic_order`)."""
+        self._check_fitted()
+        order = self.topic_order()
         if num_topics > 0:
             order = order[:num_topics]
         phi = self.phi

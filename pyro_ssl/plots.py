@@ -26,6 +26,7 @@ matplotlib.use("Agg", force=True)
 
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .data import Corpus, gensim_corpus_texts  # noqa: E402
 from .diagnostics import ancestors_matrix, ess_matrix, run_chains, update_rate_matrix  # noqa: E402
@@ -108,11 +109,13 @@ def plot_training_curves(histories, key: str | Sequence[str] = "log_joint_per_to
             ax.text(0.5, 0.5, f"no {k!r} recorded", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("epoch")
         ax.set_ylabel(_LABELS.get(k, k))
+        ax.set_title(_LABELS.get(k, k), fontsize=10)
         ax.grid(alpha=0.3)
-        if plotted > 1 or (plotted == 1 and len(hs) > 1):
-            ax.legend(fontsize=8)
+        if plotted:
+            ax.legend(fontsize=8)  # also for one model: its name is the label
     if title:
         fig.suptitle(title)
+    fig.tight_layout()  # room for every panel's y label next to its neighbour's ticks
     return _save(fig, path)
 
 
@@ -148,6 +151,7 @@ def plot_topics(top_words: Sequence[Sequence[str]], path="topics.png", weights=N
             for yi, word in zip(y, words):
                 ax.text(0, yi, " " + word, va="center", ha="left", fontsize=8)
             ax.set_xlim(0, float(np.max(w)) * 1.05 if w.size else 1)
+            ax.xaxis.set_major_locator(MaxNLocator(3))  # more tick labels overlap in a narrow panel
             ax.tick_params(labelsize=6)
             ax.set_yticks([])
         else:
@@ -212,7 +216,9 @@ def plot_mixing(history, path="mixing.png", *, epochs: Sequence[int] | None = No
     h = history.history if hasattr(history, "history") else history
     if not h:
         raise ValueError("empty history")
-    mats = [("update rate", update_rate_matrix(h)), ("ESS", ess_matrix(h)), ("distinct ancestors", ancestors_matrix(h))]
+    mats = [("update rate", "topic changed in the sweep (share of documents)", update_rate_matrix(h)),
+            ("ESS", "effective sample size of the particle weights", ess_matrix(h)),
+            ("distinct ancestors", "distinct ancestors of the final particles", ancestors_matrix(h))]
     if epochs is None:
         epochs = sorted({0, len(h) // 2, len(h) - 1})
     fig = Figure(figsize=(13, 3.4))
@@ -220,18 +226,23 @@ def plot_mixing(history, path="mixing.png", *, epochs: Sequence[int] | None = No
     import matplotlib as mpl
 
     cmap = mpl.colormaps["viridis"]
-    for ax, (name, m) in zip(axes, mats):
+    for ax, (name, what, m) in zip(axes, mats):
+        top = 0.0
         for j, i in enumerate(epochs):
             if m.shape[1] == 0:
                 continue
             label = f"epoch {h[i].get('epoch', i + 1)}"
             ax.plot(np.arange(m.shape[1]), m[i], lw=1.2, color=cmap(j / max(len(epochs) - 1, 1)), label=label)
+            top = max(top, float(np.nanmax(m[i])) if np.isfinite(m[i]).any() else 0.0)
         ax.set_xlabel("position t")
         ax.set_ylabel(name)
+        ax.set_title(what, fontsize=10)
         ax.grid(alpha=0.3)
-    for ax in axes:
-        ax.set_ylim(bottom=0)
-    axes[0].legend(fontsize=8)
+        # Headroom above the largest value: ESS often sits exactly at P, where a top limit at
+        # the data's maximum would clip its lines.
+        ax.set_ylim(0, top * 1.1 if top > 0 else 1.0)
+        if m.shape[1]:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
