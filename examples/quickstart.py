@@ -75,7 +75,7 @@ def main(argv=None):
         plots.plot_training_curves({f"SSL K={args.topics}": model}, ["log_joint_per_token", "completion_ppl"],
                                    out / "training_curves.png", title="training and validation"),
         plots.plot_mixing(model, out / "mixing.png", title="sampler mixing by position"),
-        plots.plot_topics([top[k] for k in order], out / "topics.png", topic_ids=order,
+        plots.plot_topics([top[k] for k in order], out / "topics.png", topic_ids=order, K=model.K,
                           weights=[phi[k].topk(8).values.tolist() for k in order],
                           title="the 10 most used topics"),
         plots.plot_topic_ribbon(model.vocab.decode(doc), model.predict([doc], num_sweeps=10)[0],

@@ -120,27 +120,32 @@ def plot_training_curves(histories, key: str | Sequence[str] = "log_joint_per_to
 
 
 def plot_topics(top_words: Sequence[Sequence[str]], path="topics.png", weights=None, *, ncols: int = 5,
-                topic_ids: Sequence[int] | None = None, title: str | None = None) -> Path:
+                topic_ids: Sequence[int] | None = None, title: str | None = None, K: int | None = None) -> Path:
     """A grid with one panel per topic listing its top words (bars when ``weights`` given).
 
     Args:
         top_words: per topic, its words in order (e.g. ``ssl.top_words(10)``).
         weights: optional matching probabilities per topic (e.g. from ``ssl.phi``).
         ncols: panels per row.
-        topic_ids: labels of the panels (default ``0, 1, ...``).
+        topic_ids: labels of the panels (default ``0, 1, ...``), e.g. ``ssl.topic_order()[:10]``.
+        K: number of topics of the colour scale (default ``max(topic_ids) + 1``): a topic has
+            the same colour here as in :func:`plot_topic_ribbon` and the report.
     """
-    K = len(top_words)
-    if K == 0:
+    n_panels = len(top_words)
+    if n_panels == 0:
         raise ValueError("top_words is empty")
-    ids = list(topic_ids) if topic_ids is not None else list(range(K))
-    ncols = max(1, min(ncols, K))
-    nrows = -(-K // ncols)
+    ids = list(topic_ids) if topic_ids is not None else list(range(n_panels))
+    if len(ids) != n_panels:
+        raise ValueError(f"{len(ids)} topic_ids for {n_panels} topics")
+    ncols = max(1, min(ncols, n_panels))
+    nrows = -(-n_panels // ncols)
     n = max(len(w) for w in top_words)
     fig = Figure(figsize=(2.4 * ncols, 0.22 * n * nrows + 0.6 * nrows + 0.4))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    colors = topic_colors(K)
+    palette = topic_colors(K or max(ids) + 1)
+    colors = [palette[k] for k in ids]  # by topic id, not by panel
     for i, ax in enumerate(axes.flat):
-        if i >= K:
+        if i >= n_panels:
             ax.set_axis_off()
             continue
         words = list(top_words[i])
@@ -161,7 +166,8 @@ def plot_topics(top_words: Sequence[Sequence[str]], path="topics.png", weights=N
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_ylim(-0.7, n - 0.3)
-        ax.set_title(f"topic {ids[i]}", fontsize=9, color=colors[i])
+        # The topic's colour, darkened: pale tab20 colours are unreadable as text on white.
+        ax.set_title(f"topic {ids[i]}", fontsize=9, color=tuple(0.6 * c for c in colors[i][:3]))
     if title:
         fig.suptitle(title)
     fig.tight_layout()

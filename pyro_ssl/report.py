@@ -194,7 +194,7 @@ def write_report(
         top_words = model.top_words(min(num_words, 8))
         weights = [phi[k].topk(min(8, model.V)).values.tolist() for k in grid_k]
         grid = plots.plot_topics([top_words[k] for k in grid_k], tmp / "topics.png", weights=weights,
-                                 topic_ids=grid_k, title=f"top words of the {len(grid_k)} most used topics")
+                                 topic_ids=grid_k, K=K, title=f"top words of the {len(grid_k)} most used topics")
         parts.append(_img(grid, "topic grid"))
 
         # documents
