@@ -48,7 +48,7 @@ th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: ta
 .w { white-space: nowrap; margin-right: 0.6em; } .bar { display: inline-block; height: 0.6em; background: #888; margin-left: 0.2em; }
 .doc { border: 1px solid #e3e3e3; border-radius: 4px; padding: 0.6em; margin: 0.8em 0; }
 .mix { display: flex; height: 0.8em; width: 100%; margin: 0.3em 0 0.5em 0; border-radius: 2px; overflow: hidden; }
-img { max-width: 100%; border: 1px solid #eee; }
+img { max-width: 100%; border: 1px solid #eee; } td.tid { white-space: nowrap; }
 """
 
 
@@ -184,7 +184,7 @@ def write_report(
                 f'<span class="w">{html.escape(itos[i] if itos else str(i))}<span class="bar" '
                 f'style="width:{40 * float(pi) / top:.1f}px"></span> {float(pi):.3f}</span>'
                 for pi, i in zip(p, idx.tolist()))
-            rows.append(f'<tr><td><span class="swatch" style="background:{_css(colors[k])}"></span>topic {k}</td>'
+            rows.append(f'<tr><td class="tid"><span class="swatch" style="background:{_css(colors[k])}"></span>topic {k}</td>'
                         f'<td class="num">{float(usage[k]):.3f}</td><td>{words}</td></tr>')
         parts.append("<h2>Topics</h2><p>Most used first (share of the training tokens, or of tokens sampled "
                      "from the prior for a loaded model), with each topic's most probable words and their "

@@ -42,7 +42,7 @@ def test_report_is_self_contained_with_every_section(fitted, tmp_path):
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert text.count('class="doc"') == 3 and text.count('class="word"') == 60
     # topics in usage order, as show_topics lists them
-    listed = [int(k) for k in re.findall(r"</span>topic (\d+)</td>", text)]
+    listed = [int(k) for k in re.findall(r'<td class="tid">.*?</span>topic (\d+)</td>', text)]
     assert listed == [k for k, _ in m.show_topics()] == m.topic_order()
     assert "ppl_mean" in text and "seeds" not in text  # scalar columns only
     # the function and the method are the same writer; a loaded model has no training documents
