@@ -309,8 +309,10 @@ def describe(model, rec: RunRecord) -> None:
             break
     if entries and "log_joint_per_token" in entries[-1]:
         rec.extra["log_joint_per_token"] = entries[-1]["log_joint_per_token"]
-    if hasattr(model, "best_epoch"):
-        rec.extra["best_epoch"] = int(model.best_epoch) + 1  # counted from 1, like the curve
+    best = getattr(model, "best_epoch", None)
+    if best is not None and best >= 0:  # None / -1: no early stopping happened
+        # counted from 1, like the curve: the LSTM LM's is an index, the SSL's an epoch number already
+        rec.extra["best_epoch"] = int(best) + (0 if getattr(model, "name", None) == "ssl" else 1)
     if hasattr(model, "converged"):
         rec.extra["converged"] = bool(model.converged)
     if hasattr(model, "get_params"):

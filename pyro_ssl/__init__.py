@@ -9,12 +9,13 @@ Layers (each usable alone):
 * :mod:`pyro_ssl.infer`: the particle-Gibbs MCMC kernel and the one stochastic-EM loop;
 * :mod:`pyro_ssl.estimator`: the user API, ``pyro_ssl.fit(corpus, K=50)``;
 * front-ends: :mod:`pyro_ssl.cli`, :mod:`pyro_ssl.plots`, :mod:`pyro_ssl.diagnostics`,
-  :mod:`pyro_ssl.distributed`.
+  :mod:`pyro_ssl.report`, :mod:`pyro_ssl.distributed`.
 """
 
 from .api import fit
 from .estimator import SSL
 from .runtime import get_threads, set_threads
+from . import report  # noqa: F401  (registers SSL.report; the report is a front-end above the estimator)
 from .model import LSTMPrior, TopicalSSL, TopicSequence
 from .version import __version__
 

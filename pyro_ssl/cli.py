@@ -1,14 +1,16 @@
-"""The ``pyro-ssl`` command line: fit, evaluate, topics, assign, generate.
+"""The ``pyro-ssl`` command line: fit, evaluate, topics, assign, generate, report.
 
 Examples::
 
     pyro-ssl fit --gensim lee_background -K 20 --epochs 30 --out lee_model
+    pyro-ssl fit --gensim lee_background --no-below 3 --no-above 0.5 --stopwords -K 20 --validation 0.1 --patience 3
     pyro-ssl fit aclImdb_v1.tar.gz --vocab-size 5000 -K 50 --out imdb_model --checkpoint-dir ckpt
     pyro-ssl fit aclImdb_v1.tar.gz --vocab-size 5000 -K 50 --out imdb_model --checkpoint-dir ckpt --resume
     pyro-ssl evaluate lee_model --gensim lee_test --T1 100 --particles 200
     pyro-ssl topics lee_model --num-words 10
     pyro-ssl assign lee_model --text "the government said on tuesday ..."
     pyro-ssl generate lee_model --num 3 --length 30 --temperature 0.8
+    pyro-ssl report lee_model --gensim lee_test --out report.html
 
 Every subcommand's ``--help`` lists its options. Corpora are read with
 :func:`pyro_ssl.data.load_corpus`: the aclImdb tarball or folder, the IMDB CSV, a folder of
@@ -25,13 +27,28 @@ from pathlib import Path
 import torch
 
 from .version import __version__
-from .config import DEFAULT_THREADS, add_setting_flags, chosen_settings
+from .config import DEFAULT_THREADS, LearningConfig, add_setting_flags, add_vocab_flags, chosen_settings, chosen_vocab
 from .data import Corpus, gensim_corpus_texts, load_corpus, tokenize
 from .distributed import fit_workers
 from .estimator import SSL
+from .report import write_report
 from .runtime import get_threads, set_threads
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "DEFAULT_OUT"]
+
+DEFAULT_OUT = "pyro-ssl-model"
+"""Where ``pyro-ssl fit`` saves without ``--out`` (a numbered sibling if it exists)."""
+_EVAL_PARTICLES = LearningConfig().eval_particles  # the configuration's default, not a second one
+
+
+def _fraction(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {value!r}") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {v}")
+    return v
 
 
 def _positive_int(value: str) -> int:
@@ -91,14 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit a model on a corpus and save it",
                        description="Fit a Topical SSL by particle Gibbs within stochastic EM.")
     _add_corpus(p, required=True)
-    p.add_argument("--vocab-size", type=_positive_int, default=5000,
-                   help="vocabulary size including <unk> (most frequent words; default 5000)")
-    p.add_argument("--min-count", type=_positive_int, default=1, help="minimum word frequency (default 1)")
-    # Every model, sampler and learning setting, generated from pyro_ssl.config (defaults there).
+    # Every vocabulary, model, sampler and learning setting, generated from pyro_ssl.config (defaults there).
+    add_vocab_flags(p)
     add_setting_flags(p)
+    p.add_argument("--validation", type=_fraction, default=None, metavar="FRACTION",
+                   help="hold out this fraction of the documents as a validation set, scored every --eval-every "
+                        "epochs (per-token held-out log likelihood); needed by --patience (default: 0.1 with "
+                        "--patience, else none)")
+    p.add_argument("--eval-every", type=_positive_int, default=1, help="epochs between validation scores (default 1)")
+    p.add_argument("--validation-particles", type=_positive_int, default=100,
+                   help="particle-filter particles for the validation score (default 100)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="model precision (default float32)")
-    p.add_argument("--out", metavar="DIR", default=None, help="directory to save the fitted model to")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help=f"directory to save the fitted model to (default ./{DEFAULT_OUT}, numbered if it exists)")
     p.add_argument("--checkpoint-dir", metavar="DIR", default=None,
                    help="write a checkpoint here after every epoch (atomic; enables --resume)")
     p.add_argument("--resume", action="store_true",
@@ -119,14 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="observed prefix length for completion perplexity (documents longer than T1 are used)")
     p.add_argument("--T2", type=_positive_int, default=None,
                    help="held-out continuation length (default: the rest of each document)")
-    p.add_argument("--particles", type=_positive_int, default=1000, help="particle-filter particles (default 1000)")
+    p.add_argument("--particles", type=_positive_int, default=_EVAL_PARTICLES,
+                   help=f"particle-filter particles (default {_EVAL_PARTICLES}, the eval_particles setting)")
     p.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="comma-separated filter seeds (default 0,1,2)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     _add_common(p)
 
     # topics ---------------------------------------------------------------
     p = sub.add_parser("topics", help="print the top words of every topic",
-                       description="Print the most probable words of each topic.")
+                       description="Print the most probable words of each topic, most used topics first "
+                                   "(the order of show_topics and the report).")
     p.add_argument("model", help="saved model directory")
     p.add_argument("--num-words", type=_positive_int, default=10, help="words per topic (default 10)")
     p.add_argument("--num-topics", type=int, default=-1, help="topics to print (default all)")
@@ -160,6 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--words-only", action="store_true", help="print only the words, not word/topic pairs")
     p.add_argument("--json", action="store_true", help="print {'words': [...], 'topics': [...]} JSON lines")
     _add_common(p)
+
+    # report ---------------------------------------------------------------
+    p = sub.add_parser("report", help="write a self-contained HTML report of a model",
+                       description="Write one HTML page (figures inline): topics and their top words, documents "
+                                   "coloured by topic, training and validation curves, mixing diagnostics, and a "
+                                   "comparison table when given.")
+    p.add_argument("model", help="saved model directory")
+    _add_corpus(p, required=False)
+    p.add_argument("--out", metavar="FILE", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--num-docs", type=int, default=5, help="documents of the corpus to colour by topic (default 5)")
+    p.add_argument("--num-words", type=_positive_int, default=10, help="words per topic (default 10)")
+    p.add_argument("--comparison", metavar="JSON", default=None,
+                   help="a comparison table to include (experiments/comparison.py's results.json)")
+    p.add_argument("--title", default=None, help="page title")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the documents' topic paths (default 0)")
+    _add_common(p)
     return parser
 
 
@@ -173,16 +214,17 @@ def _load_texts_corpus(args, vocab=None):
     """The corpus of ``args`` (path or ``--gensim``), filtered and truncated."""
     if (args.corpus is None) == (args.gensim is None):
         raise ValueError("give a corpus path or --gensim NAME (exactly one)")
-    vocab_size = getattr(args, "vocab_size", None)
-    min_count = getattr(args, "min_count", 1)
+    # Vocabulary flags exist on 'fit' only; other commands encode with the model's vocabulary.
+    v = chosen_vocab(args)
+    kw = dict(vocab_size=v.vocab_size, min_count=v.min_count, no_below=v.no_below, no_above=v.no_above,
+              keep_n=v.keep_n, stopwords=v.stopwords)
     if args.gensim is not None:
         texts = gensim_corpus_texts(args.gensim)
         if args.limit:
             texts = texts[: args.limit]
-        corpus = Corpus.from_texts(texts, vocab=vocab, vocab_size=vocab_size, min_count=min_count)
+        corpus = Corpus.from_texts(texts, vocab=vocab, **kw)
     else:
-        corpus = load_corpus(args.corpus, vocab_size=vocab_size, min_count=min_count, vocab=vocab,
-                             split=args.split, limit=args.limit)
+        corpus = load_corpus(args.corpus, vocab=vocab, split=args.split, limit=args.limit, **kw)
     corpus = corpus.filter_min_length(max(args.min_length, 1))
     if args.max_length:
         corpus = corpus.truncate(args.max_length)
@@ -197,6 +239,14 @@ def _load_model(args):
     return SSL.load(args.model, device=args.device)
 
 
+def _default_out() -> Path:
+    """``./pyro-ssl-model``, or the first free ``./pyro-ssl-model-N``: a fit is never lost, nothing is overwritten."""
+    path, n = Path(DEFAULT_OUT), 1
+    while path.exists():
+        path, n = Path(f"{DEFAULT_OUT}-{n}"), n + 1
+    return path
+
+
 def _pairs(words, topics) -> str:
     return " ".join(f"{w}/{k}" for w, k in zip(words, topics))
 
@@ -209,15 +259,29 @@ def cmd_fit(args) -> int:
     model = SSL(device=args.device, dtype=getattr(torch, args.dtype), **kwargs)  # settings checked first
     corpus = _load_texts_corpus(args)
     _say(args, f"corpus: {len(corpus)} documents, {corpus.num_tokens} tokens, V={corpus.V}")
+    fraction = args.validation
+    if fraction is None and model.config.learning.patience:
+        fraction = 0.1
+        _say(args, "--patience without --validation: holding out 10% of the documents for validation")
+    valid = None
+    if fraction is not None:
+        corpus, valid = corpus.split(test_size=fraction, seed=model.seed)
+        _say(args, f"validation: {len(valid)} documents held out, scored every {args.eval_every} epoch(s)")
+    out = Path(args.out) if args.out else _default_out()
     try:
         if args.workers > 1:
             if args.device not in (None, "cpu"):
                 raise ValueError("--workers starts CPU processes (gloo); for GPUs launch python -m pyro_ssl.distributed "
                                  "with torchrun")
+            if valid is not None:
+                raise ValueError("--validation and --patience score the model between epochs in one process; "
+                                 "use --workers 1 with them")
             model = fit_workers(corpus, args.workers, dtype=getattr(torch, args.dtype), progress=not args.quiet,
                                 checkpoint_dir=args.checkpoint_dir, resume=args.resume, **kwargs)
         else:
-            model.fit(corpus, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+            model.fit(corpus, progress=not args.quiet, eval_data=valid, eval_every=args.eval_every,
+                      eval_particles=args.validation_particles, checkpoint_dir=args.checkpoint_dir,
+                      resume=args.resume)
     except KeyboardInterrupt:
         if args.checkpoint_dir:
             print(f"interrupted; continue with the same command and --resume (checkpoint in {args.checkpoint_dir})",
@@ -228,14 +292,14 @@ def cmd_fit(args) -> int:
         total = sum(e.get("seconds", 0.0) for e in model.history)
         _say(args, f"fitted {len(model.history)} epochs in {total:.1f} s; "
                    f"log joint per token {last['log_joint_per_token']:.4f}")
+    if model.best_epoch is not None:
+        _say(args, f"best validation epoch {model.best_epoch} (restored)")
     if args.show_topics:
         for k, words in model.show_topics(args.show_topics, 8):
             print(f"topic {k:3d}: {words}")
-    if args.out:
-        path = model.save(args.out)
-        _say(args, f"saved to {path}")
-    else:
-        _say(args, "note: no --out given, the model was not saved")
+    path = model.save(out)
+    # stdout, not the --quiet-able stderr: the one line a script needs to find the model
+    print(f"saved to {path}" + ("" if args.out else " (no --out given; pass --out DIR to choose)"))
     return 0
 
 
@@ -300,7 +364,8 @@ def cmd_topics(args) -> int:
                 print(f"topic {k:3d}: {w}")
         return 0
     top = model.top_words(args.num_words)
-    ids = list(range(len(top)))[: args.num_topics] if args.num_topics > 0 else list(range(len(top)))
+    order = model.topic_order()  # most used first, as with --weights, show_topics and the report
+    ids = order[: args.num_topics] if args.num_topics > 0 else order
     if args.json:
         print(json.dumps([{"topic": k, "words": top[k]} for k in ids], indent=2))
     else:
@@ -357,8 +422,23 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    model = _load_model(args)
+    docs = None
+    if args.corpus is not None or args.gensim is not None:
+        if model.vocab is None:
+            raise ValueError(f"{args.model}: the model has no vocabulary to encode the corpus with")
+        docs = _load_texts_corpus(args, vocab=model.vocab)
+    if args.comparison is not None and not Path(args.comparison).is_file():
+        raise FileNotFoundError(f"{args.comparison}: no such file")
+    path = write_report(model, args.out, docs=docs, num_docs=args.num_docs, num_words=args.num_words,
+                        comparison=args.comparison, title=args.title, seed=args.seed)
+    print(f"report written to {path}")
+    return 0
+
+
 _COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "topics": cmd_topics, "assign": cmd_assign,
-             "generate": cmd_generate}
+             "generate": cmd_generate, "report": cmd_report}
 
 
 def main(argv=None) -> int:

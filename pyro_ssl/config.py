@@ -22,6 +22,7 @@ __all__ = [
     "SamplerConfig",
     "LearningConfig",
     "SSLConfig",
+    "VocabConfig",
     "Setting",
     "PRESETS",
     "FULL_LAG",
@@ -29,6 +30,9 @@ __all__ = [
     "settings",
     "add_setting_flags",
     "chosen_settings",
+    "vocab_settings",
+    "add_vocab_flags",
+    "chosen_vocab",
 ]
 
 DEFAULT_THREADS = 1
@@ -152,6 +156,10 @@ class LearningConfig:
     init_steps: int = _opt(0, "M-step passes pre-training the prior on the initial paths")
     sweeps_per_epoch: int = _opt(1, "E-step sweeps over every minibatch per epoch")
     eval_particles: int = _opt(1000, "particle-filter particles when scoring (score, completion, token_log_probs)")
+    patience: int = _opt(0, "early stopping: stop after this many validation evaluations without improvement and "
+                         "restore the best epoch's state (0: never stop early; needs a validation set)")
+    min_delta: float = _opt(0.0, "early stopping: smallest change of the validation value that counts as an "
+                            "improvement (perplexity, or log likelihood per token)")
 
     def __post_init__(self):
         self.epochs = _int("epochs", self.epochs, 1)
@@ -165,12 +173,53 @@ class LearningConfig:
         self.init_steps = _int("init_steps", self.init_steps, 0)
         self.sweeps_per_epoch = _int("sweeps_per_epoch", self.sweeps_per_epoch, 1)
         self.eval_particles = _int("eval_particles", self.eval_particles, 1)
+        self.patience = _int("patience", self.patience, 0)
+        self.min_delta = _float("min_delta", self.min_delta, low=0.0)
         if self.phi_update == "gibbs" and self.emission == "leave_out":
             raise ValueError(
                 "phi_update='gibbs' has no effect with emission='leave_out': the sweep reads the other "
                 "documents' counts, not phi. Use emission='global' for the uncollapsed Gibbs step "
                 "(phi ~ Dirichlet(n + beta), then z | phi), or phi_update='smoothed'"
             )
+
+
+@dataclass
+class VocabConfig:
+    """How texts become a vocabulary (:meth:`Corpus.from_texts`, :func:`load_corpus`, the CLI).
+
+    Not a setting of a fit: a saved model keeps the vocabulary itself. The filter follows
+    gensim's ``Dictionary.filter_extremes`` and is off by default (the seed's vocabulary: the
+    ``vocab_size`` most frequent words, the rest read as ``<unk>``); with any filter option,
+    the words it drops are removed from the documents (and from text encoded later), as
+    gensim's ``doc2bow`` ignores them.
+    """
+
+    vocab_size: int | None = _opt(5000, "vocabulary size including <unk> (the most frequent words)")
+    min_count: int = _opt(1, "minimum word frequency")
+    no_below: int | None = _opt(None, "filter: drop words found in fewer than this many documents (gensim's "
+                                "filter_extremes; any filter option removes the dropped words from the text)")
+    no_above: float | None = _opt(None, "filter: drop words found in more than this fraction of documents")
+    keep_n: int | None = _opt(None, "filter: keep at most this many words after no_below/no_above "
+                              "(default: vocab size - 1)")
+    stopwords: bool = _opt(False, "filter: drop gensim's English stopwords and punctuation-only tokens")
+
+    def __post_init__(self):
+        if self.vocab_size is not None:
+            self.vocab_size = _int("vocab_size", self.vocab_size, 1)
+        self.min_count = _int("min_count", self.min_count, 1)
+        if self.no_below is not None:
+            self.no_below = _int("no_below", self.no_below, 1)
+        if self.no_above is not None:
+            self.no_above = _float("no_above", self.no_above, low=0.0, high=1.0, low_open=True)
+        if self.keep_n is not None:
+            self.keep_n = _int("keep_n", self.keep_n, 1)
+        if not isinstance(self.stopwords, bool):
+            raise ValueError(f"stopwords must be True or False here, got {self.stopwords!r}")
+
+    @property
+    def filters(self) -> bool:
+        """Whether any filter option is set."""
+        return self.no_below is not None or self.no_above is not None or self.keep_n is not None or self.stopwords
 
 
 GROUPS = {"model": ModelConfig, "sampler": SamplerConfig, "learning": LearningConfig}
@@ -302,6 +351,32 @@ def add_setting_flags(p: argparse.ArgumentParser) -> None:
             kw["type"] = int
         p.add_argument(s.flag, **kw)
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+
+
+def vocab_settings() -> list[Setting]:
+    """The fields of :class:`VocabConfig` (the CLI's vocabulary flags)."""
+    out = []
+    for f in fields(VocabConfig):
+        out.append(Setting(f.name, "vocab", f.default, f.metadata["help"], None, "--" + f.name.replace("_", "-")))
+    return out
+
+
+def add_vocab_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`VocabConfig` field, with its help and default."""
+    types = {"vocab_size": int, "min_count": int, "no_below": int, "no_above": float, "keep_n": int}
+    for s in vocab_settings():
+        kw = dict(dest=s.name, default=None, help=s.help + (f" (default {s.default})" if s.default is not None else ""))
+        if s.name == "stopwords":
+            kw.update(action="store_true", default=None, help=s.help)
+        else:
+            kw["type"] = types[s.name]
+        p.add_argument(s.flag, **kw)
+
+
+def chosen_vocab(args: argparse.Namespace) -> VocabConfig:
+    """The :class:`VocabConfig` of the command line's vocabulary flags (defaults for the others)."""
+    return VocabConfig(**{s.name: getattr(args, s.name) for s in vocab_settings()
+                          if getattr(args, s.name, None) is not None})
 
 
 def chosen_settings(args: argparse.Namespace) -> dict:

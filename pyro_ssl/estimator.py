@@ -2,8 +2,10 @@
 
 Wraps the three layers: the Pyro model (:mod:`pyro_ssl.model`), the sampler
 (:mod:`pyro_ssl.smc`) and learning (:mod:`pyro_ssl.infer`), with the estimator verbs users
-know from hmmlearn and gensim: ``fit``, ``score``, ``predict``, ``sample``, ``show_topics``,
-``save``/``load``.
+know from hmmlearn, scikit-learn and gensim: ``fit`` (with early stopping on a validation set),
+``score``, ``perplexity``, ``transform`` (document-topic proportions), ``predict``,
+``predict_proba`` (posterior marginals with their Monte Carlo error), ``decode``, ``sample``,
+``show_topics``, ``report``, ``save``/``load``.
 """
 
 from __future__ import annotations
@@ -25,13 +27,23 @@ from .config import SSLConfig
 from .data.shard import TokenShard
 from .data.vocabulary import Vocabulary
 from .infer.em import StochasticEM
+from .infer.stopping import EarlyStopping
 from .infer.svi import SVIConfig, train_svi
-from .model import TopicalSSL, length_mask
+from .model import TopicalSSL, length_mask, log_joint
 from .smc.blocked import blocked_csmc_sweep
 from .smc.csmc import csmc_sweep, particle_filter
 from .smc.resampling import get_resampler, inverse_cdf
 
-__all__ = ["SSL", "as_tokens"]
+__all__ = ["SSL", "as_tokens", "register_front_end"]
+
+_FRONT_ENDS: dict = {}
+"""Verbs implemented by front-end modules above this layer (``"report"``: :mod:`pyro_ssl.report`),
+registered when those modules are imported (``import pyro_ssl`` imports them)."""
+
+
+def register_front_end(name: str, fn) -> None:
+    """Let a front-end module provide ``SSL.<name>`` (the estimator cannot import upwards)."""
+    _FRONT_ENDS[name] = fn
 
 
 def as_tokens(data, vocab_size: int | None = None):
@@ -70,6 +82,11 @@ def as_tokens(data, vocab_size: int | None = None):
             raise ValueError(f"token id {V - 1} out of range for vocab_size={vocab_size}")
         V = vocab_size
     return tokens, lengths, V, vocab
+
+
+def _is_completion_set(eval_data) -> bool:
+    """``(tokens, lengths, T1)``: a completion set, as opposed to held-out documents."""
+    return isinstance(eval_data, tuple) and len(eval_data) == 3 and isinstance(eval_data[2], int)
 
 
 class SSL(LanguageModel):
@@ -118,6 +135,7 @@ class SSL(LanguageModel):
         self.V: int | None = None
         self.history: list[dict] = []
         self.method = "pg"
+        self.best_epoch: int | None = None
         self._em: StochasticEM | None = None
 
     @property
@@ -178,11 +196,20 @@ class SSL(LanguageModel):
                 by SVI with an amortised guide; ``svi_settings`` are
                 :class:`~pyro_ssl.infer.svi.SVIConfig` fields; ``docs/svi.md``).
             vocab_size: ``V`` when ids do not reach it (inferred from a corpus otherwise).
-            eval_data: optional ``(tokens, lengths, T1)`` completion set (e.g. from
-                :func:`pyro_ssl.data.completion_split`) scored every ``eval_every`` epochs
-                with ``eval_particles`` filter particles; recorded as ``completion_ppl``.
+            eval_data: optional validation set scored every ``eval_every`` epochs with
+                ``eval_particles`` filter particles: a ``(tokens, lengths, T1)`` completion set
+                (e.g. from :func:`pyro_ssl.data.completion_split`), recorded as
+                ``completion_ppl``, or held-out documents (anything :func:`as_tokens` takes),
+                recorded as per-token ``heldout_log_lik``.
             callback: called as ``callback(ssl, entry)`` after every epoch; return ``True``
                 to stop early.
+
+        Early stopping: with ``patience > 0`` (a :class:`~pyro_ssl.config.LearningConfig`
+        setting, ``SSL(patience=3)``) and ``eval_data``, the fit stops after ``patience``
+        evaluations in a row that do not improve the best validation value by more than
+        ``min_delta``, and the state of the best epoch (LSTM weights, topics, paths, counts,
+        Adam) is restored; ``best_epoch`` names it and ``history`` keeps every epoch run. The
+        epoch counter is not rewound, so a further ``fit`` continues with fresh randomness.
             progress: show a progress bar.
             checkpoint_dir: if given, ``checkpoint_dir/checkpoint.pt`` is written atomically
                 after every epoch with everything needed to continue exactly (weights,
@@ -201,7 +228,13 @@ class SSL(LanguageModel):
             self.vocab = vocab
         elif V > self.V:
             raise ValueError(f"data has vocabulary size {V} but the model was built with V={self.V}")
+        patience = self.config.learning.patience
+        if patience and eval_data is None:
+            raise ValueError(f"patience={patience} needs a validation set: pass eval_data "
+                             "(a (tokens, lengths, T1) completion set or held-out documents)")
         on_epoch = self._epoch_hook(eval_data, eval_every, eval_particles, callback)
+        if method == "svi" and patience:
+            raise ValueError("early stopping (patience > 0) is implemented for method='pg'")
         if method == "svi":
             return self._fit_svi(tokens, lengths, epochs, progress, on_epoch, svi_settings)
         if method != "pg":
@@ -214,8 +247,9 @@ class SSL(LanguageModel):
             if self.config.learning.init == "hmm" and not (resume and checkpoint_dir is not None):
                 initial = self._hmm_paths(tokens, lengths)
             self._em = StochasticEM(self.model, shard, self.config, initial_paths=initial)
+        stopper = EarlyStopping(patience, self.config.learning.min_delta) if patience else None
         return self._train(self._em, epochs, on_epoch=on_epoch, progress=progress,
-                           checkpoint_dir=checkpoint_dir, resume=resume)
+                           checkpoint_dir=checkpoint_dir, resume=resume, stopper=stopper)
 
     def _hmm_paths(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Start paths ``(D, T)`` sampled from an HMM fitted by EM (``init="hmm"``, one process)."""
@@ -226,20 +260,28 @@ class SSL(LanguageModel):
         return hmm.sample_paths(tokens.cpu(), lengths.cpu(), generator=gen)
 
     def _epoch_hook(self, eval_data, eval_every, eval_particles, callback):
-        """``hook(entry, log_phi, save=None) -> stop`` shared by both learning methods: score and
-        record the epoch, then ``save()`` (a checkpoint), then ask the callback."""
+        """``hook(entry, log_phi, after_record=None) -> stop`` shared by both learning methods: score
+        and record the epoch, then ``after_record(entry) -> stop`` (early stopping, a checkpoint),
+        then ask the callback."""
 
-        def hook(entry: dict, log_phi: torch.Tensor, save=None) -> bool:
+        completion = _is_completion_set(eval_data)
+
+        def hook(entry: dict, log_phi: torch.Tensor, after_record=None) -> bool:
             self.log_phi = log_phi
             if eval_data is not None and entry["epoch"] % eval_every == 0:
                 t0 = time.perf_counter()
-                est = self.completion_perplexity(*eval_data, num_particles=eval_particles, seeds=(entry["epoch"],))
-                entry["completion_ppl"] = est.mean
+                seeds = (entry["epoch"],)
+                if completion:
+                    est = self.completion_perplexity(*eval_data, num_particles=eval_particles, seeds=seeds)
+                    entry["completion_ppl"] = est.mean
+                else:
+                    entry["heldout_log_lik"] = self.score(eval_data, num_particles=eval_particles, seeds=seeds).mean
                 entry["eval_seconds"] = time.perf_counter() - t0
             self.history.append(entry)
-            if save is not None:
-                save()  # before the callback: an interrupt there loses nothing
-            return bool(callback is not None and callback(self, entry))
+            stop = False
+            if after_record is not None:
+                stop = bool(after_record(entry))  # checkpoint before the callback: an interrupt there loses nothing
+            return bool(callback is not None and callback(self, entry)) or stop
 
         return hook
 
@@ -254,8 +296,9 @@ class SSL(LanguageModel):
         return self
 
     def _train(self, em: StochasticEM, epochs: int | None, *, on_epoch=None, progress: bool = True,
-               checkpoint_dir=None, resume: bool = False) -> "SSL":
-        """The epoch loop around ``em`` (one process, or this rank of a data-parallel fit)."""
+               checkpoint_dir=None, resume: bool = False, stopper: EarlyStopping | None = None) -> "SSL":
+        """The epoch loop around ``em`` (one process, or this rank of a data-parallel fit);
+        ``stopper`` (one process) stops early and restores the best state."""
         from tqdm.auto import tqdm
 
         main = em.reducer.is_main
@@ -273,6 +316,8 @@ class SSL(LanguageModel):
                     warnings.warn(f"no checkpoint in {checkpoint_dir}; starting a fresh fit", stacklevel=3)
             else:
                 start_epoch = self._restore(em, state, fingerprint)
+                if stopper is not None and state.get("early_stopping") is not None:
+                    stopper.load_state_dict(state["early_stopping"])
         epochs = self.config.learning.epochs if epochs is None else int(epochs)
         remaining = max(start_epoch + epochs - em.epoch, 0)
         bar = tqdm(range(remaining), desc="pyro-ssl fit", disable=not (progress and main), unit="epoch")
@@ -280,12 +325,22 @@ class SSL(LanguageModel):
 
         def save():
             state = self._checkpoint_state(em, fingerprint, start_epoch)  # a collective
+            if stopper is not None:
+                state["early_stopping"] = stopper.state_dict()
             if main:
                 persistence.save_checkpoint(ckpt_file, state)
 
+        def after_record(entry):
+            # Between recording the epoch (with its validation value) and the user's callback:
+            # the stopper first, so that a checkpoint holds the best state up to this epoch.
+            stop = stopper.update(entry, em.state_dict) if stopper is not None else False
+            if ckpt_file is not None:
+                save()
+            return stop
+
         for _ in bar:
             entry = em.run_epoch()
-            stop = on_epoch(entry, em.log_phi, save if ckpt_file is not None else None)
+            stop = on_epoch(entry, em.log_phi, after_record)
             self.log_phi = em.log_phi
             postfix = {"logp/tok": f"{entry['log_joint_per_token']:.3f}", "s": f"{entry['seconds']:.2f}"}
             if "completion_ppl" in entry:
@@ -295,6 +350,12 @@ class SSL(LanguageModel):
                 break
         if em.counts is None:
             em.initialize()
+        if stopper is not None and stopper.best_state is not None:
+            self.best_epoch = stopper.best_epoch
+            if stopper.best_epoch != em.epoch:
+                epoch = em.epoch
+                em.load_state_dict(stopper.best_state)
+                em.epoch = epoch  # keyed randomness stays fresh if the fit continues
         self.log_phi = em.log_phi
         return self
 
@@ -325,7 +386,7 @@ class SSL(LanguageModel):
         except (TypeError, ValueError) as e:
             raise ValueError(f"{f}: invalid configuration in the checkpoint ({e})") from e
         now = self.config.flat()
-        free = {"epochs", "eval_particles"}  # how long to run and how to score may change
+        free = {"epochs", "eval_particles", "patience", "min_delta"}  # how long to run and how to score may change
         diff = {k: (saved.get(k), v) for k, v in now.items() if k not in free and saved.get(k) != v}
         if state["K"] != self.K or state["V"] != self.V:
             diff["K, V"] = ((state["K"], state["V"]), (self.K, self.V))
@@ -345,11 +406,39 @@ class SSL(LanguageModel):
         return int(state["start_epoch"])
 
     # ------------------------------------------------------------------ inference
-    def score(self, data, num_particles: int = 1000, seeds=(0, 1, 2)) -> evaluation.Estimate:
-        """Per-token held-out log likelihood ``log Zhat / tokens`` (mean and spread over seeds)."""
+    def score(self, data, num_particles: int | None = None, seeds=(0, 1, 2), *, per_token: bool = True) -> evaluation.Estimate:
+        """Held-out log likelihood of ``data`` by the particle filter: **per token** by default.
+
+        Each seed gives ``sum_d log Zhat_d / N`` over the ``N`` tokens of ``data``
+        (``log Zhat_d`` estimates ``log p(x_d)``, biased low by about half its variance);
+        the :class:`~pyro_ssl.evaluation.Estimate` holds the mean and spread over seeds.
+        hmmlearn's ``score`` is the *total* ``log p(X)``; ``per_token=False`` returns that
+        (the per-token value times ``N``). ``perplexity`` is ``exp(-per-token score)``.
+        ``num_particles`` defaults to the ``eval_particles`` setting.
+        """
         self._check_fitted()
         tokens, lengths, _, _ = as_tokens(data, self.V)
-        return evaluation.heldout_log_likelihood(self.prior, self.log_phi, tokens, lengths, num_particles, seeds)
+        P = num_particles or self.config.learning.eval_particles
+        est = evaluation.heldout_log_likelihood(self.prior, self.log_phi, tokens, lengths, P, seeds)
+        if per_token:
+            return est
+        n = int(lengths.sum())
+        values = [v * n for v in est.values]
+        return evaluation.Estimate(est.mean * n, est.std * n, values, est.num_particles)
+
+    def perplexity(self, data, T1: int | None = None, num_particles: int | None = None, seeds=(0, 1, 2)) -> evaluation.Estimate:
+        """Perplexity ``exp(-sum log p / tokens)`` of ``data`` by the particle filter.
+
+        ``T1=None``: of every token (``exp(-score(data))``, the held-out perplexity).
+        ``T1``: document completion, the tokens after the first ``T1`` of each document given
+        those (:meth:`completion_perplexity`). Mean and spread over ``seeds``; ``num_particles``
+        defaults to the ``eval_particles`` setting.
+        """
+        self._check_fitted()
+        tokens, lengths, _, _ = as_tokens(data, self.V)
+        P = num_particles or self.config.learning.eval_particles
+        return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, 0 if T1 is None else int(T1),
+                                                P, seeds)
 
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """``(B, T)`` particle-filter estimates of ``log p(x_t | x_<t)`` (0 at padding), with
@@ -360,16 +449,63 @@ class SSL(LanguageModel):
         self._check_fitted()
         return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, self.config.learning.eval_particles, seed=seed)
 
-    def completion_perplexity(self, tokens, lengths, T1: int, num_particles: int = 1000, seeds=(0, 1, 2)):
+    def completion_perplexity(self, tokens, lengths, T1: int, num_particles: int | None = None, seeds=(0, 1, 2)):
         """Document-completion perplexity of the continuation after ``T1`` tokens."""
         self._check_fitted()
-        return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, T1, num_particles, seeds)
+        P = num_particles or self.config.learning.eval_particles
+        return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, T1, P, seeds)
+
+    def _sweep(self, x, n, P, z, gen, diagnostics=False):
+        """One E-step sweep of the configured kernel over ``(B, T)`` documents from paths ``z``."""
+        sampler = self.config.sampler
+        if sampler.kernel == "blocked":
+            return blocked_csmc_sweep(self.prior, self.log_phi, x, n, P, z, block_size=sampler.block_size,
+                                      stride=sampler.block_stride, generator=gen)
+        return csmc_sweep(self.prior, self.log_phi, x, n, P, z, ancestor_lag=sampler.ancestor_lag,
+                          generator=gen, diagnostics=diagnostics)
+
+    def _posterior_chains(self, tokens, lengths, *, num_chains: int, burn_in: int, num_sweeps: int,
+                          num_particles: int | None, seed: int, diagnostics: bool = False):
+        """Independent particle-Gibbs chains, ``num_chains`` per document, in chunks of documents.
+
+        Yields ``(docs (c,), x (c * C, t), n (c * C,), sweeps)`` per chunk: the chunk's rows are
+        its documents' chains (document-major, ``C = num_chains`` rows each) and ``sweeps`` is
+        an iterator over the ``num_sweeps`` kept sweeps' :class:`~pyro_ssl.smc.csmc.SweepResult`
+        (``path (c * C, t)``). Each chain starts from a particle-filter draw and discards
+        ``burn_in`` sweeps; the configured kernel does the sweeps.
+        """
+        self._check_fitted()
+        if num_chains < 1 or burn_in < 0 or num_sweeps < 1:
+            raise ValueError(f"need num_chains >= 1, burn_in >= 0 and num_sweeps >= 1, got "
+                             f"{num_chains}, {burn_in}, {num_sweeps}")
+        P = num_particles or self.config.sampler.num_particles
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        D = tokens.shape[0]
+        chunk_docs = max(1, 4096 // num_chains)  # a sweep's memory grows with rows x particles x (t + K)
+
+        def sweeps(x, n):
+            z = particle_filter(self.prior, self.log_phi, x, n, P, resampling="multinomial", generator=gen).path
+            for it in range(burn_in + num_sweeps):
+                res = self._sweep(x, n, P, z, gen, diagnostics=diagnostics and it >= burn_in)
+                z = res.path
+                if it >= burn_in:
+                    yield res
+
+        with torch.no_grad():
+            for start in range(0, D, chunk_docs):
+                docs = torch.arange(start, min(start + chunk_docs, D))
+                rows = docs.repeat_interleave(num_chains)
+                n = lengths[rows].to(self.device)
+                x = tokens[rows, : int(n.max())].to(self.device)
+                yield docs, x, n, sweeps(x, n)
 
     @torch.no_grad()
     def predict(self, data, num_sweeps: int = 20, num_particles: int | None = None, seed: int = 0) -> list[list[int]]:
-        """Posterior topic paths: a particle-filter draw refined by ``num_sweeps`` CSMC sweeps.
+        """One posterior draw of every document's topic path: a particle-filter draw refined by
+        ``num_sweeps`` CSMC sweeps (the configured kernel).
 
-        Returns one list of topic ids per document (its own length).
+        Returns one list of topic ids per document (its own length). For the posterior
+        marginals see :meth:`predict_proba`; for the best path found, :meth:`decode`.
         """
         self._check_fitted()
         tokens, lengths, _, _ = as_tokens(data, self.V)
@@ -377,15 +513,91 @@ class SSL(LanguageModel):
         gen = torch.Generator(device=self.device).manual_seed(seed)
         x, n = tokens.to(self.device), lengths.to(self.device)
         z = particle_filter(self.prior, self.log_phi, x, n, P, resampling="multinomial", generator=gen).path
-        sampler = self.config.sampler
         for _ in range(num_sweeps):
-            if sampler.kernel == "blocked":
-                z = blocked_csmc_sweep(self.prior, self.log_phi, x, n, P, z, block_size=sampler.block_size,
-                                       stride=sampler.block_stride, generator=gen).path
-            else:
-                z = csmc_sweep(self.prior, self.log_phi, x, n, P, z, ancestor_lag=sampler.ancestor_lag,
-                               generator=gen).path
+            z = self._sweep(x, n, P, z, gen).path
         return [z[i, : int(n[i])].tolist() for i in range(z.shape[0])]
+
+    def predict_proba(self, data, *, num_chains: int = 4, burn_in: int = 10, num_sweeps: int = 10,
+                      num_particles: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior marginals ``p(z_t = k | x)`` of every token, with their Monte Carlo error.
+
+        ``num_chains`` independent particle-Gibbs chains per document (each from a
+        particle-filter draw, ``burn_in`` sweeps discarded) average the one-hot topic of every
+        token over ``num_sweeps`` kept sweeps; the estimate is the mean over chains and its
+        standard error the spread across the (independent) chains, ``sd / sqrt(num_chains)``
+        (not ``p (1 - p) / n`` over correlated sweeps). The draws are exact particle Gibbs with
+        ``ancestor_lag="full"`` or ``kernel="blocked"``; a truncated lag (the default) is an
+        approximation (``docs/learning.md``).
+
+        Returns:
+            ``(proba (D, T, K), se (D, T, K))`` float64, ``T`` the longest document; rows of
+            ``proba`` sum to 1 at real tokens and are 0 at padding.
+        """
+        tokens, lengths, _, _ = as_tokens(data, self.V)
+        D, T = tokens.shape
+        proba = torch.zeros(D, T, self.K, dtype=torch.float64)
+        se = torch.full_like(proba, float("nan") if num_chains < 2 else 0.0)  # one chain cannot measure its error
+        for docs, x, n, sweeps in self._posterior_chains(tokens, lengths, num_chains=num_chains, burn_in=burn_in,
+                                                         num_sweeps=num_sweeps, num_particles=num_particles, seed=seed):
+            total = torch.zeros(*x.shape, self.K, dtype=torch.float64, device=x.device)  # (R, t, K)
+            for res in sweeps:
+                total += torch.nn.functional.one_hot(res.path, self.K).to(torch.float64)
+            per_chain = (total * length_mask(n, x.shape[1]).unsqueeze(-1) / num_sweeps).cpu()
+            per_chain = per_chain.reshape(docs.numel(), num_chains, x.shape[1], self.K)  # independent values
+            proba[docs, : x.shape[1]] = per_chain.mean(1)
+            if num_chains > 1:
+                se[docs, : x.shape[1]] = per_chain.std(1) / num_chains**0.5
+        return proba, se
+
+    def transform(self, data, *, num_chains: int = 1, burn_in: int = 10, num_sweeps: int = 20,
+                  num_particles: int | None = None, seed: int = 0) -> torch.Tensor:
+        """Document-topic proportions ``(D, K)`` (scikit-learn's ``transform``, gensim's
+        ``get_document_topics``): the posterior mean share of each document's tokens in each topic,
+        ``E[(1 / L) sum_t 1{z_t = k} | x]``, averaged over ``num_sweeps`` kept sweeps of
+        ``num_chains`` chains per document (after ``burn_in`` sweeps). Rows sum to 1.
+        """
+        tokens, lengths, _, _ = as_tokens(data, self.V)
+        out = torch.zeros(tokens.shape[0], self.K, dtype=torch.float64)
+        for docs, x, n, sweeps in self._posterior_chains(tokens, lengths, num_chains=num_chains, burn_in=burn_in,
+                                                         num_sweeps=num_sweeps, num_particles=num_particles, seed=seed):
+            counts = torch.zeros(x.shape[0], self.K, dtype=torch.float64, device=x.device)  # (R, K)
+            mask = length_mask(n, x.shape[1]).to(torch.float64)
+            for res in sweeps:
+                counts.scatter_add_(1, res.path, mask)
+            share = counts / (n.unsqueeze(-1) * num_sweeps)
+            out[docs] = share.reshape(docs.numel(), num_chains, self.K).mean(1).cpu()
+        return out
+
+    def decode(self, data, *, num_chains: int = 1, burn_in: int = 0, num_sweeps: int = 20,
+               num_particles: int | None = None, seed: int = 0) -> tuple[list[list[int]], torch.Tensor]:
+        """The most probable topic path **the sampler found** (not a guaranteed MAP: no
+        Viterbi exists for an LSTM prior): among every particle of every sweep of every chain,
+        the path with the highest ``log p(x, z)`` under the fitted model.
+
+        Returns:
+            ``(paths, log_joint)``: one list of topic ids per document, and ``(D,)`` their
+            ``log p(x, z)``.
+        """
+        tokens, lengths, _, _ = as_tokens(data, self.V)
+        D, T = tokens.shape
+        best_lj = torch.full((D,), -float("inf"), dtype=torch.float64)
+        best_z = torch.zeros(D, T, dtype=torch.long)
+        for docs, x, n, sweeps in self._posterior_chains(tokens, lengths, num_chains=num_chains, burn_in=burn_in,
+                                                         num_sweeps=num_sweeps, num_particles=num_particles, seed=seed,
+                                                         diagnostics=True):
+            R, t = x.shape
+            for res in sweeps:
+                # Every final particle is a candidate (the blocked kernel returns only its path).
+                cand = res.particles if res.particles is not None else res.path.unsqueeze(1)  # (R, P', t)
+                Pc = cand.shape[1]
+                lj = log_joint(self.prior, self.log_phi, x.repeat_interleave(Pc, 0), cand.reshape(R * Pc, t),
+                               n.repeat_interleave(Pc)).to(torch.float64).reshape(docs.numel(), -1).cpu()
+                val, idx = lj.max(1)  # best over the document's chains x particles
+                path = cand.reshape(docs.numel(), -1, t)[torch.arange(docs.numel()), idx].cpu()
+                better = val > best_lj[docs]
+                best_lj[docs[better]] = val[better]
+                best_z[docs[better], :t] = path[better]
+        return [best_z[d, : int(lengths[d])].tolist() for d in range(D)], best_lj
 
     @torch.no_grad()
     def sample(self, num_docs: int, length: int, temperature: float = 1.0, seed: int = 0):
@@ -418,16 +630,26 @@ class SSL(LanguageModel):
         itos = getattr(self.vocab, "itos", None)
         return [[itos[i] if itos else str(i) for i in row] for row in top]
 
-    def show_topics(self, num_topics: int = -1, num_words: int = 10) -> list[tuple[int, str]]:
-        """gensim-style ``[(k, "0.031*"word" + ...")]``, topics ordered by usage."""
+    def topic_usage(self) -> torch.Tensor:
+        """``(K,)`` share of tokens in each topic: of the training paths when fitted in this
+        process, else of 256 x 64 topics sampled from the model's prior (a loaded model)."""
         self._check_fitted()
-        if self._em is not None:
-            usage = self._em.counts.sum(-1)
+        if self._em is not None and self._em.counts is not None:
+            usage = self._em.counts.sum(-1).to(torch.float64).cpu()
         else:
             # A loaded model has no training paths: rank by usage under its own prior instead.
             z, _ = self.sample(256, 64, seed=0)
-            usage = torch.bincount(z.reshape(-1), minlength=self.K).to(torch.float64)
-        order = usage.argsort(descending=True).tolist()
+            usage = torch.bincount(z.reshape(-1).cpu(), minlength=self.K).to(torch.float64)
+        return usage / usage.sum().clamp_min(1e-300)
+
+    def topic_order(self) -> list[int]:
+        """Topic ids, most used first (:meth:`topic_usage`): the order of every topic listing."""
+        return self.topic_usage().argsort(descending=True, stable=True).tolist()
+
+    def show_topics(self, num_topics: int = -1, num_words: int = 10) -> list[tuple[int, str]]:
+        """gensim-style ``[(k, "0.031*"word" + ...")]``, topics ordered by usage (:meth:`topic_order`)."""
+        self._check_fitted()
+        order = self.topic_order()
         if num_topics > 0:
             order = order[:num_topics]
         phi = self.phi
@@ -438,6 +660,16 @@ class SSL(LanguageModel):
             words = [f'{float(pi):.3f}*"{itos[i] if itos else i}"' for pi, i in zip(p, idx.tolist())]
             out.append((k, " + ".join(words)))
         return out
+
+    def report(self, path="report.html", **kwargs) -> Path:
+        """Write a self-contained HTML report of the model (topics, documents coloured by
+        topic, training and validation curves, mixing, an optional comparison table) and
+        return its path; see :func:`pyro_ssl.report.write_report` for the arguments."""
+        self._check_fitted()
+        writer = _FRONT_ENDS.get("report")
+        if writer is None:  # only when pyro_ssl.estimator was loaded without the package
+            raise RuntimeError("the report front-end is not loaded; import pyro_ssl.report")
+        return writer(self, path, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:

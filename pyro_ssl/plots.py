@@ -1,8 +1,8 @@
 """Plots for fitted models and their diagnostics; every function saves a PNG and returns its path.
 
-Importing this module selects matplotlib's non-interactive ``Agg`` backend, so plotting works
-on machines without a display (servers, CI); the figures are drawn with matplotlib's
-object-oriented API and never opened in a window.
+The figures are drawn with matplotlib's object-oriented API (``Figure``, never ``pyplot``), so
+plotting works on machines without a display (servers, CI), never opens a window, and importing
+this module leaves the caller's matplotlib backend alone (``import pyro_ssl`` imports it).
 
 * :func:`plot_training_curves`: a per-epoch quantity for one or several models;
 * :func:`plot_topics`: the top words of every topic as a grid;
@@ -20,16 +20,13 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg", force=True)
-
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from .data import Corpus, gensim_corpus_texts  # noqa: E402
-from .diagnostics import ancestors_matrix, ess_matrix, run_chains, update_rate_matrix  # noqa: E402
-from .estimator import SSL  # noqa: E402
+from .data import Corpus, gensim_corpus_texts
+from .diagnostics import ancestors_matrix, ess_matrix, run_chains, update_rate_matrix
+from .estimator import SSL
 
 __all__ = [
     "plot_training_curves",
@@ -108,36 +105,43 @@ def plot_training_curves(histories, key: str | Sequence[str] = "log_joint_per_to
             ax.text(0.5, 0.5, f"no {k!r} recorded", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("epoch")
         ax.set_ylabel(_LABELS.get(k, k))
+        ax.set_title(_LABELS.get(k, k), fontsize=10)
         ax.grid(alpha=0.3)
-        if plotted > 1 or (plotted == 1 and len(hs) > 1):
-            ax.legend(fontsize=8)
+        if plotted:
+            ax.legend(fontsize=8)  # also for one model: its name is the label
     if title:
         fig.suptitle(title)
+    fig.tight_layout()  # room for every panel's y label next to its neighbour's ticks
     return _save(fig, path)
 
 
 def plot_topics(top_words: Sequence[Sequence[str]], path="topics.png", weights=None, *, ncols: int = 5,
-                topic_ids: Sequence[int] | None = None, title: str | None = None) -> Path:
+                topic_ids: Sequence[int] | None = None, title: str | None = None, K: int | None = None) -> Path:
     """A grid with one panel per topic listing its top words (bars when ``weights`` given).
 
     Args:
         top_words: per topic, its words in order (e.g. ``ssl.top_words(10)``).
         weights: optional matching probabilities per topic (e.g. from ``ssl.phi``).
         ncols: panels per row.
-        topic_ids: labels of the panels (default ``0, 1, ...``).
+        topic_ids: labels of the panels (default ``0, 1, ...``), e.g. ``ssl.topic_order()[:10]``.
+        K: number of topics of the colour scale (default ``max(topic_ids) + 1``): a topic has
+            the same colour here as in :func:`plot_topic_ribbon` and the report.
     """
-    K = len(top_words)
-    if K == 0:
+    n_panels = len(top_words)
+    if n_panels == 0:
         raise ValueError("top_words is empty")
-    ids = list(topic_ids) if topic_ids is not None else list(range(K))
-    ncols = max(1, min(ncols, K))
-    nrows = -(-K // ncols)
+    ids = list(topic_ids) if topic_ids is not None else list(range(n_panels))
+    if len(ids) != n_panels:
+        raise ValueError(f"{len(ids)} topic_ids for {n_panels} topics")
+    ncols = max(1, min(ncols, n_panels))
+    nrows = -(-n_panels // ncols)
     n = max(len(w) for w in top_words)
     fig = Figure(figsize=(2.4 * ncols, 0.22 * n * nrows + 0.6 * nrows + 0.4))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    colors = topic_colors(K)
+    palette = topic_colors(K or max(ids) + 1)
+    colors = [palette[k] for k in ids]  # by topic id, not by panel
     for i, ax in enumerate(axes.flat):
-        if i >= K:
+        if i >= n_panels:
             ax.set_axis_off()
             continue
         words = list(top_words[i])
@@ -148,6 +152,7 @@ def plot_topics(top_words: Sequence[Sequence[str]], path="topics.png", weights=N
             for yi, word in zip(y, words):
                 ax.text(0, yi, " " + word, va="center", ha="left", fontsize=8)
             ax.set_xlim(0, float(np.max(w)) * 1.05 if w.size else 1)
+            ax.xaxis.set_major_locator(MaxNLocator(3))  # more tick labels overlap in a narrow panel
             ax.tick_params(labelsize=6)
             ax.set_yticks([])
         else:
@@ -157,7 +162,8 @@ def plot_topics(top_words: Sequence[Sequence[str]], path="topics.png", weights=N
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_ylim(-0.7, n - 0.3)
-        ax.set_title(f"topic {ids[i]}", fontsize=9, color=colors[i])
+        # The topic's colour, darkened: pale tab20 colours are unreadable as text on white.
+        ax.set_title(f"topic {ids[i]}", fontsize=9, color=tuple(0.6 * c for c in colors[i][:3]))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -212,7 +218,9 @@ def plot_mixing(history, path="mixing.png", *, epochs: Sequence[int] | None = No
     h = history.history if hasattr(history, "history") else history
     if not h:
         raise ValueError("empty history")
-    mats = [("update rate", update_rate_matrix(h)), ("ESS", ess_matrix(h)), ("distinct ancestors", ancestors_matrix(h))]
+    mats = [("update rate", "topic changed in the sweep (share of documents)", update_rate_matrix(h)),
+            ("ESS", "effective sample size of the particle weights", ess_matrix(h)),
+            ("distinct ancestors", "distinct ancestors of the final particles", ancestors_matrix(h))]
     if epochs is None:
         epochs = sorted({0, len(h) // 2, len(h) - 1})
     fig = Figure(figsize=(13, 3.4))
@@ -220,18 +228,23 @@ def plot_mixing(history, path="mixing.png", *, epochs: Sequence[int] | None = No
     import matplotlib as mpl
 
     cmap = mpl.colormaps["viridis"]
-    for ax, (name, m) in zip(axes, mats):
+    for ax, (name, what, m) in zip(axes, mats):
+        top = 0.0
         for j, i in enumerate(epochs):
             if m.shape[1] == 0:
                 continue
             label = f"epoch {h[i].get('epoch', i + 1)}"
             ax.plot(np.arange(m.shape[1]), m[i], lw=1.2, color=cmap(j / max(len(epochs) - 1, 1)), label=label)
+            top = max(top, float(np.nanmax(m[i])) if np.isfinite(m[i]).any() else 0.0)
         ax.set_xlabel("position t")
         ax.set_ylabel(name)
+        ax.set_title(what, fontsize=10)
         ax.grid(alpha=0.3)
-    for ax in axes:
-        ax.set_ylim(bottom=0)
-    axes[0].legend(fontsize=8)
+        # Headroom above the largest value: ESS often sits exactly at P, where a top limit at
+        # the data's maximum would clip its lines.
+        ax.set_ylim(0, top * 1.1 if top > 0 else 1.0)
+        if m.shape[1]:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -38,7 +38,8 @@ def test_fit_saves_a_model(workdir, capsys):
     assert m.config.model.hidden_size == 8 and m.config.sampler.num_particles == 4
 
 
-def test_fit_text_folder_with_checkpoint_and_resume(tmp_path, capsys):
+def test_fit_text_folder_with_checkpoint_and_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the first fit has no --out: it saves to ./pyro-ssl-model
     folder = tmp_path / "docs"
     folder.mkdir()
     for i, line in enumerate(write_corpus(tmp_path / "all.txt", n=12, seed=1)):
@@ -137,7 +138,7 @@ def test_errors_are_clear(tmp_path, capsys):
 def test_help_documents_every_option(capsys):
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subparsers.choices) == {"fit", "evaluate", "topics", "assign", "generate"}
+    assert set(subparsers.choices) == {"fit", "evaluate", "topics", "assign", "generate", "report"}
     for name, sub in [("pyro-ssl", parser), *subparsers.choices.items()]:
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):
@@ -148,7 +149,8 @@ def test_help_documents_every_option(capsys):
             main([cmd, "--help"])
         assert e.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--checkpoint-dir", "--resume", "--temperature", "--T1", "--gensim", "--quiet", "--ancestor-lag"):
+    for option in ("--checkpoint-dir", "--resume", "--temperature", "--T1", "--gensim", "--quiet", "--ancestor-lag",
+                   "--no-below", "--no-above", "--keep-n", "--stopwords", "--patience", "--validation", "--comparison"):
         assert option in out
 
 
@@ -161,3 +163,51 @@ def test_fit_with_workers_gives_the_one_process_model(workdir, tmp_path):
     assert torch.equal(one.log_phi, two.log_phi)
     assert [e["log_joint_per_token"] for e in one.history] == pytest.approx(
         [e["log_joint_per_token"] for e in two.history], abs=1e-5)
+
+
+def test_topics_are_ordered_by_usage_everywhere(workdir, capsys):
+    model = load_model(workdir / "model")
+    order = model.topic_order()
+    assert order == [k for k, _ in model.show_topics()]
+    assert main(["topics", str(workdir / "model"), "--num-words", "3"]) == 0
+    plain = [int(ln.split(":")[0].split()[1]) for ln in capsys.readouterr().out.strip().splitlines()]
+    assert main(["topics", str(workdir / "model"), "--weights", "--num-words", "3"]) == 0
+    weighted = [int(ln.split(":")[0].split()[1]) for ln in capsys.readouterr().out.strip().splitlines()]
+    assert plain == weighted == order
+    assert main(["topics", str(workdir / "model"), "--num-topics", "1", "--json"]) == 0
+    assert [t["topic"] for t in json.loads(capsys.readouterr().out)] == order[:1]
+
+
+def test_fit_without_out_saves_to_a_default_folder_and_says_where(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_corpus(tmp_path / "docs.txt", n=10)
+    for expected in ("pyro-ssl-model", "pyro-ssl-model-1"):  # never overwrites an earlier fit
+        assert main(["fit", "docs.txt", "--epochs", "1", "--show-topics", "0", *FAST]) == 0
+        out = capsys.readouterr().out
+        assert f"saved to {expected}" in out and "--out" in out
+        assert load_model(tmp_path / expected).K == 2
+
+
+def test_fit_filters_the_vocabulary_and_stops_early(tmp_path, capsys):
+    write_corpus(tmp_path / "docs.txt", n=40)
+    args = ["fit", str(tmp_path / "docs.txt"), "--epochs", "6", "--stopwords", "--no-below", "2", "--patience", "1",
+            "--min-delta", "100", "--validation", "0.25", "--validation-particles", "8", "--out", str(tmp_path / "m"),
+            *FAST]
+    assert main(args) == 0
+    m = load_model(tmp_path / "m")
+    words = set(m.vocab.itos[1:])
+    assert words and not words & {"the", "on", "and", "in", "of", "as"} and m.vocab.drop_unknown
+    assert len(m.history) == 2 and "heldout_log_lik" in m.history[0]  # stopped after patience 1, min_delta 100
+    assert m.config.learning.patience == 1
+
+
+def test_defaults_come_from_the_configuration():
+    from pyro_ssl.config import LearningConfig, VocabConfig
+
+    parser = build_parser()
+    fit = parser.parse_args(["fit", "x.txt"])
+    assert fit.vocab_size is None and fit.patience is None  # unset: the configuration's default applies
+    ev = parser.parse_args(["evaluate", "m", "x.txt"])
+    assert ev.particles == LearningConfig().eval_particles
+    help_text = parser._subparsers._group_actions[0].choices["fit"].format_help()
+    assert f"(default {VocabConfig().vocab_size})" in help_text

@@ -38,6 +38,10 @@ def test_python_snippets_run(tmp_path, monkeypatch, capsys):
     for png in ("curves", "mixing", "traces", "topics", "ribbon"):
         assert (tmp_path / "img" / f"{png}.png").stat().st_size > 3000
     assert (tmp_path / "lee_model" / "weights.safetensors").is_file()
+    assert (tmp_path / "img" / "report.html").stat().st_size > 10_000
+    for verb in ("transform(", "predict_proba(", "decode(", "perplexity(", "per_token=False", "report(",
+                 "filter_extremes(", "patience="):
+        assert verb in GUIDE.read_text(encoding="utf-8"), verb
 
 
 def test_documented_command_lines_parse():
@@ -48,7 +52,7 @@ def test_documented_command_lines_parse():
     for _, block in fences("bash"):
         joined = block.replace("\\\n", " ")
         commands += [ln.strip() for ln in joined.splitlines() if ln.strip().startswith("pyro-ssl ")]
-    assert {c.split()[1] for c in commands} == {"fit", "evaluate", "topics", "assign", "generate"}
+    assert {c.split()[1] for c in commands} == {"fit", "evaluate", "topics", "assign", "generate", "report"}
     for cmd in commands:
         parser.parse_args(shlex.split(cmd)[1:])  # argparse exits on an unknown option
 

@@ -19,7 +19,7 @@ LAYERS = [
     ("smc",),
     ("infer", "evaluation"),
     ("estimator",),
-    ("diagnostics", "plots", "cli", "distributed", "api", "__init__"),
+    ("diagnostics", "plots", "report", "cli", "distributed", "api", "__init__"),
 ]
 
 

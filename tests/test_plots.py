@@ -71,3 +71,36 @@ def test_mixing(fitted, tmp_path):
 def test_traces(fitted, tmp_path):
     check_png(plots.plot_traces(fitted[1], tmp_path / "traces.png"))
     check_png(plots.plot_traces(fitted[1], tmp_path / "traces1.png", var_names=["log_joint_per_token"]))
+
+
+def test_topic_colours_follow_topic_ids_and_mixing_has_titles(fitted, tmp_path):
+    """A topic keeps its colour when panels are reordered (by usage); the mixing figure's panels
+    have titles and head-room above their largest value (ESS at P is not clipped)."""
+    import matplotlib.figure
+
+    m = fitted[0][0]
+    seen = {}
+    real = matplotlib.figure.Figure.savefig
+
+    def grab(fig, *a, **k):
+        seen["fig"] = fig
+        return real(fig, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.figure.Figure, "savefig", grab)
+        top = m.top_words(3)
+        weights = [m.phi[k].topk(3).values.tolist() for k in (2, 0, 1)]
+        plots.plot_topics([top[2], top[0], top[1]], tmp_path / "t.png", weights=weights, topic_ids=[2, 0, 1], K=3)
+        axes = seen["fig"].axes
+        colours = plots.topic_colors(3)
+        assert [ax.get_title() for ax in axes[:3]] == ["topic 2", "topic 0", "topic 1"]
+        assert np.allclose(axes[0].patches[0].get_facecolor()[:3], colours[2][:3])
+        plots.plot_mixing(m, tmp_path / "mix.png")
+        axes = seen["fig"].axes
+        assert all(ax.get_title() for ax in axes)
+        for ax in axes:
+            top = max(float(np.nanmax(line.get_ydata())) for line in ax.get_lines())
+            assert ax.get_ylim()[1] >= 1.05 * top  # head-room: no line drawn on the frame
+            assert ax.get_legend() is not None
+        plots.plot_training_curves(m, "log_joint_per_token", tmp_path / "tc.png")
+        assert seen["fig"].axes[0].get_legend() is not None  # a single model is labelled too

@@ -12,11 +12,13 @@ Typical use::
 from .completion import CompletionSplit, completion_split
 from .corpus import Corpus
 from .loaders import ReadStats, gensim_corpus_texts, load_corpus, read_texts
+from .stopwords import english_stopwords
 from .tokenize import tokenize
 from .vocabulary import UNK_TOKEN, Vocabulary
 
 __all__ = [
     "tokenize",
+    "english_stopwords",
     "Vocabulary",
     "UNK_TOKEN",
     "Corpus",

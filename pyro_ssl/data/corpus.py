@@ -17,8 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import VocabConfig
+from .stopwords import is_punctuation, resolve_stopwords
 from .tokenize import tokenize
 from .vocabulary import Vocabulary
+
+_VOCAB = VocabConfig()  # the defaults (pyro_ssl/config.py)
 
 __all__ = ["Corpus"]
 
@@ -212,11 +216,15 @@ class Corpus:
         cls,
         texts: Iterable[str],
         vocab: Vocabulary | None = None,
-        vocab_size: int | None = 5000,
-        min_count: int = 1,
+        vocab_size: int | None = _VOCAB.vocab_size,
+        min_count: int = _VOCAB.min_count,
         labels: Sequence[Any] | None = None,
         *,
         tokenizer: Callable[[str], list[str]] = tokenize,
+        no_below: int | None = _VOCAB.no_below,
+        no_above: float | None = _VOCAB.no_above,
+        keep_n: int | None = _VOCAB.keep_n,
+        stopwords: bool | Iterable[str] | None = _VOCAB.stopwords,
     ) -> "Corpus":
         """Tokenize and encode raw texts.
 
@@ -225,19 +233,93 @@ class Corpus:
             vocab: vocabulary to encode with; when ``None`` one is built from
                 these texts with ``Vocabulary.build(..., max_size=vocab_size,
                 min_count=min_count)``. Pass the training vocabulary when
-                encoding test texts so that both share ids and ``<unk>`` handling.
+                encoding test texts so that both share ids and ``<unk>`` handling
+                (a filtered vocabulary drops the words it does not know).
             vocab_size: maximum vocabulary size including ``<unk>`` (only used
                 when building).
             min_count: minimum word frequency (only used when building).
             labels: optional per-document labels.
             tokenizer: text -> tokens; defaults to :func:`tokenize`.
+            no_below, no_above, keep_n, stopwords: vocabulary filtering as gensim's
+                ``filter_extremes`` (see :meth:`filter_extremes`; only when building).
+                With any of them set, every word is counted first, the filter applies,
+                ``keep_n`` defaults to ``vocab_size - 1``, and the dropped words are removed
+                from the documents. Defaults in :class:`~pyro_ssl.config.VocabConfig` (off).
         """
         if isinstance(texts, str):
             raise TypeError("texts must be a collection of documents, not a single string")
         token_lists = [tokenizer(t) for t in texts]
-        if vocab is None:
-            vocab = Vocabulary.build(token_lists, max_size=vocab_size, min_count=min_count)
-        return cls([vocab.encode(toks) for toks in token_lists], vocab=vocab, labels=labels)
+        filters = no_below is not None or no_above is not None or keep_n is not None or bool(stopwords)
+        if vocab is not None or not filters:
+            if vocab is None:
+                vocab = Vocabulary.build(token_lists, max_size=vocab_size, min_count=min_count)
+            return cls([vocab.encode(toks) for toks in token_lists], vocab=vocab, labels=labels)
+        full = Vocabulary.build(token_lists, max_size=None, min_count=min_count)
+        corpus = cls([full.encode(toks) for toks in token_lists], vocab=full, labels=labels)
+        if keep_n is None and vocab_size is not None:
+            keep_n = vocab_size - 1
+        return corpus.filter_extremes(no_below=no_below or 1, no_above=1.0 if no_above is None else no_above,
+                                      keep_n=keep_n, stopwords=stopwords)
+
+    def filter_extremes(
+        self,
+        no_below: int = 5,
+        no_above: float = 0.5,
+        keep_n: int | None = 100000,
+        stopwords: bool | Iterable[str] | None = None,
+    ) -> "Corpus":
+        """Filter the vocabulary as gensim's ``Dictionary.filter_extremes`` does, and the documents with it.
+
+        Drops words found in fewer than ``no_below`` documents or in more than ``no_above``
+        (a fraction) of them, the ``stopwords`` (``True``: gensim's English list and
+        punctuation-only tokens; or a collection of words) and ``<unk>``; then keeps the
+        ``keep_n`` of the rest found in most documents (``None``: all). Defaults are gensim's.
+
+        Returns:
+            A new corpus over a new vocabulary (ids renumbered by document frequency) whose documents
+            have the dropped words removed; documents may get shorter or empty
+            (:meth:`filter_min_length`). Its vocabulary drops unknown words when encoding, so
+            test text encoded with it (``Corpus.from_texts(texts, vocab=...)``) is filtered alike.
+
+        Raises:
+            ValueError: the corpus has no vocabulary, or nothing is left.
+        """
+        if self._vocab is None:
+            raise ValueError("filter_extremes needs a vocabulary (Corpus.from_texts or load_corpus)")
+        if int(no_below) < 1 or not 0.0 < float(no_above) <= 1.0 or (keep_n is not None and int(keep_n) < 1):
+            raise ValueError(f"need no_below >= 1, 0 < no_above <= 1 and keep_n >= 1 or None; got "
+                             f"{no_below}, {no_above}, {keep_n}")
+        D, V = len(self), self._V
+        doc_of = torch.repeat_interleave(torch.arange(D), self._lengths)  # (N,) document of each token
+        df = torch.bincount(torch.unique(doc_of * V + self._flat) % V, minlength=V)  # (V,) document frequency
+        cf = torch.bincount(self._flat, minlength=V)  # (V,) token count
+        keep = (df >= int(no_below)) & (df <= float(no_above) * D)
+        keep[self._vocab.unk_id] = False
+        words, punctuation = resolve_stopwords(stopwords)
+        itos = self._vocab.itos
+        if words or punctuation:
+            drop = [i for i, w in enumerate(itos) if w in words or (punctuation and is_punctuation(w))]
+            keep[drop] = False
+        kept = keep.nonzero().flatten()
+        # As gensim: by document frequency, then (deterministic ties) by count, then the old order.
+        kept = kept[torch.sort(-cf[kept], stable=True).indices]
+        kept = kept[torch.sort(-df[kept], stable=True).indices]
+        if keep_n is not None:
+            kept = kept[: int(keep_n)]
+        if kept.numel() == 0:
+            raise ValueError("filter_extremes left no words; loosen no_below / no_above / stopwords")
+        vocab = Vocabulary([itos[i] for i in kept.tolist()], unk_token=self._vocab.unk_token,
+                           counts=[0, *cf[kept].tolist()], drop_unknown=True)
+        new_id = torch.full((V,), -1, dtype=torch.long)
+        new_id[kept] = torch.arange(1, kept.numel() + 1)
+        mapped = new_id[self._flat]
+        stays = mapped >= 0
+        lengths = torch.bincount(doc_of[stays], minlength=D)
+        offsets = torch.zeros(D + 1, dtype=torch.long)
+        torch.cumsum(lengths, 0, out=offsets[1:])
+        out = Corpus.__new__(Corpus)
+        out._init(mapped[stays].contiguous(), offsets, len(vocab), vocab, self._labels)
+        return out
 
     # ------------------------------------------------------------ properties
     @property

@@ -30,14 +30,17 @@ import tarfile
 import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..config import VocabConfig
 from .corpus import Corpus
 from .tokenize import tokenize
 from .vocabulary import Vocabulary
+
+_VOCAB = VocabConfig()  # the defaults (pyro_ssl/config.py)
 
 __all__ = ["ReadStats", "read_texts", "load_corpus", "gensim_corpus_texts"]
 
@@ -464,11 +467,15 @@ def read_texts(
 
 def load_corpus(
     path: str | os.PathLike,
-    vocab_size: int | None = 5000,
-    min_count: int = 1,
+    vocab_size: int | None = _VOCAB.vocab_size,
+    min_count: int = _VOCAB.min_count,
     vocab: Vocabulary | None = None,
     *,
     tokenizer: Callable[[str], list[str]] = tokenize,
+    no_below: int | None = _VOCAB.no_below,
+    no_above: float | None = _VOCAB.no_above,
+    keep_n: int | None = _VOCAB.keep_n,
+    stopwords: bool | Iterable[str] | None = _VOCAB.stopwords,
     **read_kwargs: Any,
 ) -> Corpus:
     """Read, tokenize and encode documents into a :class:`Corpus`.
@@ -480,6 +487,9 @@ def load_corpus(
         vocab: encode with this vocabulary instead of building one (use the
             training vocabulary for test data).
         tokenizer: text -> tokens.
+        no_below, no_above, keep_n, stopwords: gensim-style vocabulary filtering when
+            building (:meth:`Corpus.from_texts`, :meth:`Corpus.filter_extremes`; off by
+            default, :class:`~pyro_ssl.config.VocabConfig`).
         **read_kwargs: passed to :func:`read_texts` (``split``, ``labels``,
             ``limit``, ``encoding``); with ``labels=True`` the corpus carries them.
     """
@@ -488,7 +498,8 @@ def load_corpus(
     out = read_texts(path, **read_kwargs)
     texts, labs = out if read_kwargs.get("labels") else (out, None)
     return Corpus.from_texts(
-        texts, vocab=vocab, vocab_size=vocab_size, min_count=min_count, labels=labs, tokenizer=tokenizer
+        texts, vocab=vocab, vocab_size=vocab_size, min_count=min_count, labels=labs, tokenizer=tokenizer,
+        no_below=no_below, no_above=no_above, keep_n=keep_n, stopwords=stopwords,
     )
 
 

@@ -34,9 +34,12 @@ class Vocabulary:
         counts: token frequencies seen by :meth:`build`, aligned with ``itos``
             (``counts[0]`` is the number of tokens that mapped to ``<unk>``),
             or ``None`` when the vocabulary was made from a word list.
+        drop_unknown: when ``True`` (a vocabulary made by filtering, like gensim's
+            ``filter_extremes``), :meth:`encode` drops out-of-vocabulary words instead of
+            mapping them to ``<unk>``, so that test text is filtered like the training text.
     """
 
-    __slots__ = ("_itos", "_stoi", "_stoi_dict", "_unk_token", "_counts")
+    __slots__ = ("_itos", "_stoi", "_stoi_dict", "_unk_token", "_drop_unknown", "_counts")
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class Vocabulary:
         *,
         unk_token: str = UNK_TOKEN,
         counts: Sequence[int] | None = None,
+        drop_unknown: bool = False,
     ) -> None:
         """Make a vocabulary from an ordered word list.
 
@@ -54,6 +58,7 @@ class Vocabulary:
                 anywhere else.
             unk_token: the unknown-word token, stored at id 0.
             counts: optional frequencies aligned with the final ``itos``.
+            drop_unknown: encode drops out-of-vocabulary words (see the class docstring).
 
         Raises:
             ValueError: duplicate words, non-string or empty words, or counts of
@@ -82,7 +87,8 @@ class Vocabulary:
         self._stoi_dict = stoi  # private; encode() uses it directly (proxy lookups are slower)
         self._stoi: Mapping[str, int] = MappingProxyType(stoi)
         self._unk_token = unk_token
-        self._counts: tuple[int, ...] | None = counts
+        self._drop_unknown = bool(drop_unknown)
+        self._counts: tuple[int, ...] | None = counts  # set last: __setattr__ freezes after it
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -165,6 +171,11 @@ class Vocabulary:
         return self._counts
 
     @property
+    def drop_unknown(self) -> bool:
+        """Whether :meth:`encode` drops out-of-vocabulary words (``True`` after filtering)."""
+        return self._drop_unknown
+
+    @property
     def frozen(self) -> bool:
         """Always ``True``: vocabularies never change after construction."""
         return True
@@ -202,10 +213,10 @@ class Vocabulary:
         if not isinstance(other, Vocabulary):
             return NotImplemented
         # Counts are build-time statistics, not part of the mapping's identity.
-        return self._itos == other._itos
+        return self._itos == other._itos and self._drop_unknown == other._drop_unknown
 
     def __hash__(self) -> int:
-        return hash(self._itos)
+        return hash((self._itos, self._drop_unknown))
 
     def __repr__(self) -> str:
         head = ", ".join(repr(w) for w in self._itos[1:6])
@@ -214,16 +225,20 @@ class Vocabulary:
 
     # --------------------------------------------------------------- coding
     def encode(self, tokens: Iterable[str]) -> list[int]:
-        """Map tokens to ids; words not in the vocabulary map to ``unk_id`` (0).
+        """Map tokens to ids; words not in the vocabulary map to ``unk_id`` (0), or are
+        dropped when :attr:`drop_unknown` is set.
 
         Args:
             tokens: a token sequence of length T.
 
         Returns:
-            A list of T ints in ``[0, len(self))``.
+            A list of T ints in ``[0, len(self))`` (fewer with :attr:`drop_unknown`).
         """
         if isinstance(tokens, str):
             raise TypeError("encode expects a list of tokens, not a string; tokenize first")
+        if self._drop_unknown:
+            stoi = self._stoi_dict
+            return [stoi[t] for t in tokens if t in stoi]
         get = self._stoi_dict.get
         return [get(t, 0) for t in tokens]
 
@@ -259,6 +274,7 @@ class Vocabulary:
             "unk_token": self._unk_token,
             "itos": list(self._itos),
             "counts": None if self._counts is None else list(self._counts),
+            "drop_unknown": self._drop_unknown,
         }
 
     @classmethod
@@ -276,7 +292,8 @@ class Vocabulary:
         unk = data.get("unk_token", UNK_TOKEN)
         if not isinstance(itos, list) or not itos or itos[0] != unk:
             raise ValueError("serialised Vocabulary must have itos[0] == unk_token")
-        return cls(itos, unk_token=unk, counts=data.get("counts"))
+        # drop_unknown is absent from vocabularies saved before filtering existed.
+        return cls(itos, unk_token=unk, counts=data.get("counts"), drop_unknown=bool(data.get("drop_unknown", False)))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as UTF-8 JSON.

@@ -4,8 +4,10 @@ from .em import StochasticEM, SweepStats
 from .kernel import ParticleGibbs, to_inference_data
 from .mstep import PriorMStep, dirichlet_log_phi, smoothed_log_phi, topic_word_counts
 from .reduce import LOCAL, Reducer
+from .stopping import EarlyStopping
 
 __all__ = [
+    "EarlyStopping",
     "LOCAL",
     "ParticleGibbs",
     "PriorMStep",
