@@ -4,6 +4,8 @@ Test-only helpers (imported as ``from exact import ...``; ``tests/`` is on ``sys
 
 * :func:`enumerate_paths`: all ``K^T`` topic paths of one document under the LSTM prior,
   giving the exact posterior ``p(z | x)`` and evidence ``p(x)``.
+* :func:`collapsed_posterior`: all joint topic assignments of a tiny corpus with ``phi``
+  integrated out (the exact target of the emission side of the E-step).
 * :func:`markov_prior`: an :class:`~pyro_ssl.model.LSTMPrior` whose output depends only on
   ``z_{t-1}`` (an HMM), with its initial and transition matrices.
 * :func:`hmm_forward`: the forward algorithm, exact ``log p(x)`` for any length.
@@ -17,7 +19,7 @@ import torch
 
 from pyro_ssl.model import LSTMPrior, log_joint
 
-__all__ = ["enumerate_paths", "exact_marginals", "markov_prior", "hmm_forward"]
+__all__ = ["enumerate_paths", "exact_marginals", "collapsed_posterior", "markov_prior", "hmm_forward"]
 
 
 @torch.no_grad()
@@ -47,6 +49,31 @@ def exact_marginals(paths: torch.Tensor, log_post: torch.Tensor, K: int) -> torc
     post = log_post.exp()
     onehot = torch.nn.functional.one_hot(paths, K).to(post.dtype)  # (N, T, K)
     return torch.einsum("n,ntk->tk", post, onehot)
+
+
+@torch.no_grad()
+def collapsed_posterior(prior: LSTMPrior, x: torch.Tensor, beta: float):
+    """The collapsed posterior ``p(z | x, theta)`` of a corpus, ``phi ~ Dirichlet(beta)`` integrated out.
+
+    Enumerates all ``K^(D T)`` joint topic assignments of ``x`` ``(D, T)`` (equal lengths):
+    the LSTM prior of each document times the Polya urn (Dirichlet-multinomial) of every
+    topic's words. Returns ``(marginals (D, T, K), assignments (N, D, T), probabilities (N,))``.
+    """
+    D, T = x.shape
+    K, V = prior.K, int(x.max()) + 1
+    paths = torch.tensor(list(itertools.product(range(K), repeat=T)))  # (K^T, T) one document's paths
+    log_prior = prior.sequence_log_prob(paths)  # (K^T,)
+    idx = torch.tensor(list(itertools.product(range(paths.shape[0]), repeat=D)))  # (K^(TD), D)
+    z = paths[idx]  # (N, D, T)
+    lp = log_prior[idx].sum(-1)
+    n = torch.einsum("njk,jv->nkv", torch.nn.functional.one_hot(z.reshape(z.shape[0], -1), K).double(),
+                     torch.nn.functional.one_hot(x.reshape(-1), V).double())  # (N, K, V) counts
+    # Dirichlet-multinomial (Polya urn) of every topic's words, up to a constant.
+    lm = (torch.lgamma(n + beta).sum(-1) - torch.lgamma(n.sum(-1) + V * beta)).sum(-1)
+    log_post = lp + lm
+    w = torch.softmax(log_post, 0)
+    marg = torch.einsum("n,ndtk->dtk", w, torch.nn.functional.one_hot(z, K).double())
+    return marg, z, w
 
 
 @torch.no_grad()
