@@ -11,7 +11,7 @@ Typical use::
 
 from .completion import CompletionSplit, completion_split
 from .corpus import Corpus
-from .loaders import ReadStats, gensim_corpus_texts, load_corpus, read_texts
+from .loaders import ReadStats, check_text_file, gensim_corpus_texts, load_corpus, read_texts
 from .tokenize import tokenize
 from .vocabulary import UNK_TOKEN, Vocabulary
 
