@@ -415,6 +415,21 @@ class SSL(LanguageModel):
     def _restore(self, em: StochasticEM, state: dict, fingerprint: str) -> int:
         """Continue from a checkpoint's state; returns the epoch the interrupted ``fit`` started at."""
         f = state.get("path", persistence.CHECKPOINT_FILE)
+        epoch, start, history = state["epoch"], state["start_epoch"], state["history"]
+        for name, v in (("epoch", epoch), ("start_epoch", start)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{f}: {name} must be an integer >= 0, got {v!r}")
+        if start > epoch:
+            raise ValueError(f"{f}: start_epoch {start} is after epoch {epoch}")
+        if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+            raise ValueError(f"{f}: history must be a list of per-epoch dicts, got {type(history).__name__}")
+        if len(history) != epoch:
+            raise ValueError(f"{f}: history holds {len(history)} epochs but the checkpoint is at epoch {epoch}")
+        if not isinstance(state["em"], dict) or state["em"].get("epoch") != epoch:
+            raise ValueError(f"{f}: the EM state is not at the checkpoint's epoch {epoch}")
+        for name in ("K", "V"):
+            if isinstance(state[name], bool) or not isinstance(state[name], int):
+                raise ValueError(f"{f}: {name} must be an integer, got {state[name]!r}")
         if state["data_fingerprint"] != fingerprint:
             raise ValueError(
                 f"{f}: the checkpoint was written for different training data (or vocabulary size); "
