@@ -241,8 +241,9 @@ class StochasticEM:
             log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
         dtype = model.prior.dtype
         if self.sampler.kernel == "blocked":
-            def block_uniforms(i, s, block_lengths, block_T):
-                return KeyedUniforms(self.seed, mine, block_lengths, block_T, P, key + (i,), device=self.device,
+            def block_uniforms(i, s, block_lengths, block_T, rows):
+                # Keyed by the documents that reach block i (shorter ones drop out of later blocks).
+                return KeyedUniforms(self.seed, mine[rows], block_lengths, block_T, P, key + (i,), device=self.device,
                                      dtype=dtype)
 
             return old, blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
