@@ -326,7 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The command line; returns 0, or 2 with a one-line message on a usage or data error."""
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"python -m pyro_ssl.distributed: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
     if args.prepare:
         od = write_ondisk(load_corpus(args.data, vocab_size=args.vocab_size), args.prepare)
         print(f"wrote {od}")

@@ -95,6 +95,10 @@ def as_tokens(data, vocab_size: int | None = None, name: str = "data"):
             raise ValueError(f"{name} has no documents (an empty corpus); give at least one non-empty document")
         tokens, lengths = _check_padded(*data.padded(), name=name)
         V = max(int(data.V), vocab_size or 0)
+        if vocab_size is not None:
+            top = int(tokens[length_mask(lengths, tokens.shape[1])].max())
+            if top >= vocab_size:
+                raise ValueError(f"{name}: token id {top} out of range for vocab_size={vocab_size}")
     else:
         if isinstance(data, tuple) and len(data) == 2 and torch.is_tensor(data[0]):
             tokens, lengths = _check_padded(data[0], data[1], name=name)

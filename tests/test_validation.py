@@ -223,3 +223,14 @@ def test_cli_bad_input_exits_2_with_a_message(argv, pattern, text_file, cli_mode
     assert "Traceback" not in err
     assert __import__("re").search(pattern, err), err
     assert time.perf_counter() - t0 < 30  # refused up front, not after minutes of work
+
+
+def test_distributed_command_line_bad_input_exits_2(capsys, tmp_path):
+    from pyro_ssl.distributed import main
+
+    f = tmp_path / "docs.txt"
+    f.write_text("a b c\nb c d\n", encoding="utf-8")
+    assert main(["--data", str(f), "--beta", "nan", "--quiet"]) == 2
+    assert "beta must be a finite number" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path / "missing.txt"), "--quiet", "-K", "2"]) == 2
+    assert "missing.txt" in capsys.readouterr().err
