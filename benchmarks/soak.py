@@ -6,7 +6,7 @@ start and batch size, T1 below and above the lengths) is fitted for 1-2 epochs, 
 completed, predicted, sampled, saved and loaded. A crash is any exception; ``nan`` any NaN/inf
 in an output, parameter or history entry; ``other`` a failed round trip or range property.
 
-    python benchmarks/soak.py                   # 2,000 problems (about 25 minutes on one core)
+    python benchmarks/soak.py                   # 2,000 problems (about 4 minutes on one core)
     python benchmarks/soak.py --examples 200 --seed 1
 """
 
