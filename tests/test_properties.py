@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from properties import check_problem, problems
 
 
-@settings(max_examples=40, derandomize=True, deadline=None, database=None,
+@settings(max_examples=120, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(problems())
 def test_random_problems_fit_score_predict_sample_and_round_trip(problem):
