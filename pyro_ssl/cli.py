@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 
 from .version import __version__
-from .config import DEFAULT_THREADS, LearningConfig, add_setting_flags, add_vocab_flags, chosen_settings, chosen_vocab
-from .data import Corpus, gensim_corpus_texts, load_corpus, tokenize
+from .config import (DEFAULT_THREADS, LearningConfig, add_setting_flags, add_vocab_flags, check_dir, chosen_settings,
+                     chosen_vocab)
+from .data import Corpus, check_text_file, gensim_corpus_texts, load_corpus, tokenize
 from .distributed import fit_workers
 from .estimator import SSL
 from .report import write_report
@@ -257,6 +258,9 @@ def cmd_fit(args) -> int:
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
     model = SSL(device=args.device, dtype=getattr(torch, args.dtype), **kwargs)  # settings checked first
+    for flag, d in (("--out", args.out), ("--checkpoint-dir", args.checkpoint_dir)):
+        if d is not None:
+            check_dir(flag, d)  # before fitting, not after it
     corpus = _load_texts_corpus(args)
     _say(args, f"corpus: {len(corpus)} documents, {corpus.num_tokens} tokens, V={corpus.V}")
     fraction = args.validation
@@ -306,6 +310,8 @@ def cmd_fit(args) -> int:
 def cmd_evaluate(args) -> int:
     from tqdm.auto import tqdm
 
+    if not args.seeds:
+        raise ValueError("--seeds: seeds must be a non-empty comma-separated list of integers, e.g. 0,1,2")
     model = _load_model(args)
     if model.vocab is None:
         raise ValueError(f"{args.model}: the model has no vocabulary; evaluate token ids from Python instead")
@@ -382,9 +388,7 @@ def cmd_assign(args) -> int:
         raise ValueError(f"{args.model}: the model has no vocabulary; assign topics to token ids from Python")
     texts = list(args.text or [])
     if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
+        path = check_text_file(args.file)  # an executable is not read for minutes
         texts += [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
     if not texts:
         raise ValueError("give a text file or --text")
@@ -406,9 +410,9 @@ def cmd_assign(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    if not (args.temperature > 0 and args.temperature != float("inf")):
+        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
     model = _load_model(args)
-    if args.temperature <= 0:
-        raise ValueError("--temperature must be > 0")
     z, w = model.sample(args.num, args.length, temperature=args.temperature, seed=args.seed)
     itos = getattr(model.vocab, "itos", None)
     for zi, wi in zip(z.tolist(), w.tolist()):
@@ -450,7 +454,7 @@ def main(argv=None) -> int:
         set_threads(args.threads)
     try:
         return _COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError, TypeError) as e:
         print(f"pyro-ssl {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

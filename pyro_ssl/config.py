@@ -14,8 +14,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
+
+import torch
 
 __all__ = [
     "ModelConfig",
@@ -33,6 +37,13 @@ __all__ = [
     "vocab_settings",
     "add_vocab_flags",
     "chosen_vocab",
+    "check_int",
+    "check_float",
+    "check_seed",
+    "check_bool",
+    "check_device",
+    "check_dtype",
+    "check_dir",
 ]
 
 DEFAULT_THREADS = 1
@@ -70,6 +81,80 @@ def _float(name: str, value, *, low: float = -math.inf, high: float = math.inf, 
         lo, hi = ("(" if low_open else "[") + f"{low:g}", f"{high:g}" + (")" if high_open else "]")
         raise ValueError(f"{name} must be in {lo}, {hi}, got {value!r}")
     return value
+
+
+def _seed(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"{name} must be an integer in [0, 2**63), got {value!r}")
+    return int(value)
+
+
+# Validators of the arguments of public entries that are not settings (epochs of one call,
+# particles of one score, seeds, devices). One place, so every entry says the same thing.
+def check_int(name: str, value, minimum: int = 0) -> int:
+    """``value`` as an ``int >= minimum``; a float with an integer value is accepted, ``bool``,
+    ``2.5``, ``"3"`` are not. Raises ``ValueError`` naming ``name``, the value and the bound."""
+    return _int(name, value, minimum)
+
+
+def check_float(name: str, value, **bounds) -> float:
+    """``value`` as a finite float within ``bounds`` (``low``, ``high``, ``low_open``, ``high_open``)."""
+    return _float(name, value, **bounds)
+
+
+def check_seed(name: str, value) -> int:
+    """A random seed: an integer in ``[0, 2**63)`` (what torch generators accept)."""
+    return _seed(name, value)
+
+
+def check_bool(name: str, value) -> bool:
+    """A flag that must be ``True`` or ``False`` (not ``"no"``, which is truthy)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_device(value):
+    """``None`` (the CPU) or a torch device that exists on this machine, as a ``torch.device``."""
+    if value is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {value!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={value!r} but CUDA is not available on this machine; use device='cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device={value!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device={value!r} but MPS is not available on this machine; use device='cpu'")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={value!r} is not supported; use 'cpu' or 'cuda'")
+    return device
+
+
+def check_dtype(value):
+    """The model's floating type: ``torch.float32`` or ``torch.float64`` (half precision
+    underflows the particle weights and the LSTM's gradients: NaN after one epoch)."""
+    if value not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {value!r} "
+                         "(float16/bfloat16 are refused: particle weights and gradients underflow to NaN)")
+    return value
+
+
+def check_dir(name: str, path) -> Path:
+    """A directory argument (existing or to be created) that is not an existing file."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a directory path, got {path!r}")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a file, not a directory; give a directory path")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{name}={str(path)!r}: {parent} is a file, so the directory cannot be created")
+            break
+    return p
 
 
 def _choice(name: str, value, choices) -> str:
@@ -243,8 +328,7 @@ class SSLConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        self.seed = _seed("seed", self.seed)
 
     @classmethod
     def from_flat(cls, preset: str | None = None, **values) -> "SSLConfig":

@@ -41,7 +41,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .config import add_setting_flags, chosen_settings
+from .config import add_setting_flags, check_bool, check_device, check_dir, check_int, chosen_settings
 from .data import Corpus, load_corpus
 from .data.ondisk import OnDiskCorpus, is_ondisk_corpus, write_ondisk
 from .data.shard import TokenShard, shard_bounds
@@ -263,12 +263,27 @@ def fit_distributed(
     if K is not None:
         settings["K"] = K
     ssl = SSL(dtype=dtype, **settings)  # validates every setting before any process group exists
+    epochs = None if epochs is None else check_int("epochs", epochs, 1)
+    check_bool("resume", resume)
+    vocab_size = None if vocab_size is None else check_int("vocab_size", vocab_size, 1)
+    if device is not None:
+        check_device(device)
+    for name, d in (("checkpoint_dir", checkpoint_dir), ("out", out)):
+        if d is not None:
+            check_dir(name, d)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir (the directory holding checkpoint.pt)")
     if ssl.config.learning.init == "hmm":
         raise ValueError("init='hmm' fits an HMM on all documents in one process; use 'smc' or 'uniform' here")
     ctx = init_distributed(rank, world_size, backend=backend, init_method=init_method, device=device)
     try:
         ssl.device = ctx.device
         corpus = _open_data(data, vocab_size)
+        if len(corpus) == 0:
+            raise ValueError("data has no documents; give at least one non-empty document")
+        if bool((corpus.lengths < 1).any()):
+            bad = int((corpus.lengths < 1).nonzero()[0])
+            raise ValueError(f"data: document {bad} is empty; drop empty documents before fitting")
         V = max(int(corpus.V), vocab_size or 0)
         ssl._build(V)
         ssl.vocab = corpus.vocab
@@ -358,7 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The command line; returns 0, or 2 with a one-line message on a usage or data error."""
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"python -m pyro_ssl.distributed: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
     if args.prepare:
         od = write_ondisk(load_corpus(args.data, vocab_size=args.vocab_size), args.prepare)
         print(f"wrote {od}")

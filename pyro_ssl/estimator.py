@@ -11,6 +11,7 @@ know from hmmlearn, scikit-learn and gensim: ``fit`` (with early stopping on a v
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -23,7 +24,8 @@ from . import evaluation
 from . import io as persistence
 from .baselines.base import LanguageModel
 from .baselines.hmm import HMM
-from .config import SSLConfig
+from .config import SSLConfig, check_bool, check_dir, check_device, check_dtype, check_float, check_int, check_seed
+from .data.corpus import Corpus
 from .data.shard import TokenShard
 from .data.vocabulary import Vocabulary
 from .infer.em import StochasticEM
@@ -46,47 +48,142 @@ def register_front_end(name: str, fn) -> None:
     _FRONT_ENDS[name] = fn
 
 
-def as_tokens(data, vocab_size: int | None = None):
-    """Coerce documents to padded tensors.
+def _check_padded(tokens, lengths, name: str = "data"):
+    """Validate a padded pair: ``tokens (D, T)`` integer ids, ``lengths (D,)`` in ``[1, T]``.
 
-    Accepts a :class:`~pyro_ssl.data.Corpus`, a sequence of token-id sequences, or a
-    ``(tokens (D, T), lengths (D,))`` pair.
+    Returns ``(tokens long, lengths long)``. Floats, bools and lengths that do not fit the
+    token width are refused (they used to be truncated, or fail deep in the sampler).
+    """
+    if not torch.is_tensor(tokens):
+        raise TypeError(f"{name}: tokens must be a (D, T) integer tensor, got {type(tokens).__name__}")
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise TypeError(f"{name}: tokens have dtype {tokens.dtype}; token ids must be integers (e.g. torch.long)")
+    if not torch.is_tensor(lengths):
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"{name}: lengths must be a (D,) integer tensor or list, got {lengths!r}") from e
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"{name}: lengths have dtype {lengths.dtype}; lengths must be integers")
+    if tokens.ndim != 2 or lengths.shape != tokens.shape[:1]:
+        raise ValueError(f"{name}: tokens must be (D, T) and lengths (D,), got {tuple(tokens.shape)} and "
+                         f"{tuple(lengths.shape)}")
+    if tokens.shape[0] == 0:
+        raise ValueError(f"{name} has no documents; give at least one non-empty document")
+    tokens, lengths = tokens.long().cpu(), lengths.long().cpu()
+    if (lengths < 1).any():
+        bad = int((lengths < 1).nonzero()[0])
+        raise ValueError(f"{name}: document {bad} has length {int(lengths[bad])}; every document needs at least "
+                         "one token (drop empty documents, e.g. Corpus.filter_min_length(1))")
+    if (lengths > tokens.shape[1]).any():
+        bad = int((lengths > tokens.shape[1]).nonzero()[0])
+        raise ValueError(f"{name}: document {bad} has length {int(lengths[bad])} but tokens are only "
+                         f"{tokens.shape[1]} wide; lengths must be <= tokens.shape[1]")
+    return tokens, lengths
+
+
+def as_tokens(data, vocab_size: int | None = None, name: str = "data"):
+    """Coerce documents to padded tensors, refusing anything that would be silently misread.
+
+    Accepts a :class:`~pyro_ssl.data.Corpus` (or on-disk corpus), a sequence of token-id
+    sequences (integers only: floats, bools, strings and nested lists are refused), or a
+    ``(tokens (D, T), lengths (D,))`` pair. ``name`` names the argument in errors.
 
     Returns:
         ``(tokens (D, T) long, lengths (D,) long, V, vocab or None)``.
+    Raises:
+        TypeError: ids that are not integers, texts instead of ids.
+        ValueError: no documents, an empty document, lengths beyond the token width, ids
+            outside ``[0, vocab_size)``.
     """
-    vocab = getattr(data, "vocab", None)
-    if hasattr(data, "padded"):
-        tokens, lengths = data.padded()
-        V = int(getattr(data, "V", vocab_size or 0)) or int(tokens.max()) + 1
-        return tokens.long(), lengths.long(), max(V, vocab_size or 0), vocab
-    if isinstance(data, tuple) and len(data) == 2 and torch.is_tensor(data[0]):
-        tokens, lengths = data[0].long(), torch.as_tensor(data[1]).long()
-    else:
-        if not isinstance(data, Sequence) or len(data) == 0:
-            raise ValueError("expected a Corpus, a non-empty sequence of token-id sequences, or (tokens, lengths)")
-        docs = [torch.as_tensor(d, dtype=torch.long).reshape(-1) for d in data]
-        lengths = torch.tensor([d.numel() for d in docs], dtype=torch.long)
-        tokens = torch.nn.utils.rnn.pad_sequence(docs, batch_first=True) if len(docs) else torch.empty(0, 0)
-    if tokens.ndim != 2 or lengths.shape != tokens.shape[:1]:
-        raise ValueError(f"tokens must be (D, T) and lengths (D,), got {tuple(tokens.shape)} and {tuple(lengths.shape)}")
-    if (lengths < 1).any():
-        bad = int((lengths < 1).nonzero()[0])
-        raise ValueError(f"document {bad} is empty; drop empty documents before fitting")
-    mask = length_mask(lengths, tokens.shape[1])
-    if tokens[mask].numel() and int(tokens[mask].min()) < 0:
-        raise ValueError("token ids must be non-negative")
-    V = int(tokens[mask].max()) + 1 if tokens.numel() else 0
     if vocab_size is not None:
-        if V > vocab_size:
-            raise ValueError(f"token id {V - 1} out of range for vocab_size={vocab_size}")
-        V = vocab_size
+        vocab_size = check_int("vocab_size", vocab_size, 1)
+    vocab = getattr(data, "vocab", None)
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name} is a path or text ({data!r}); read files with pyro_ssl.data.load_corpus and "
+                        "texts with Corpus.from_texts, then pass the corpus")
+    if hasattr(data, "padded") and hasattr(data, "V"):
+        if len(data) == 0:
+            raise ValueError(f"{name} has no documents (an empty corpus); give at least one non-empty document")
+        tokens, lengths = _check_padded(*data.padded(), name=name)
+        V = max(int(data.V), vocab_size or 0)
+        if vocab_size is not None:
+            top = int(tokens[length_mask(lengths, tokens.shape[1])].max())
+            if top >= vocab_size:
+                raise ValueError(f"{name}: token id {top} out of range for vocab_size={vocab_size}")
+    else:
+        if isinstance(data, tuple) and len(data) == 2 and torch.is_tensor(data[0]):
+            tokens, lengths = _check_padded(data[0], data[1], name=name)
+        else:
+            if not isinstance(data, Sequence) or len(data) == 0:
+                raise ValueError(f"{name} must be a Corpus, a non-empty sequence of token-id sequences, or "
+                                 f"(tokens, lengths); got {type(data).__name__}"
+                                 + (" of length 0" if isinstance(data, Sequence) else ""))
+            for d, doc in enumerate(data):
+                if isinstance(doc, (str, bytes)):
+                    raise TypeError(f"{name}: document {d} is a string ({doc[:30]!r}); encode texts first "
+                                    "(pyro_ssl.data.Corpus.from_texts(texts)) and pass the corpus")
+            try:
+                corpus = Corpus(data)  # refuses float, bool and nested ids, naming the document
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{name}: {e}") from None
+            if len(corpus) and bool((corpus.lengths < 1).any()):
+                bad = int((corpus.lengths < 1).nonzero()[0])
+                raise ValueError(f"{name}: document {bad} is empty; drop empty documents before fitting")
+            tokens, lengths = _check_padded(*corpus.padded(), name=name)
+        mask = length_mask(lengths, tokens.shape[1])
+        if int(tokens[mask].min()) < 0:
+            bad = int((tokens.masked_fill(~mask, 0) < 0).any(1).nonzero()[0])
+            raise ValueError(f"{name}: document {bad} has a negative token id; token ids must be in [0, V)")
+        V = int(tokens[mask].max()) + 1
+        if vocab_size is not None:
+            if V > vocab_size:
+                raise ValueError(f"{name}: token id {V - 1} out of range for vocab_size={vocab_size}")
+            V = vocab_size
     return tokens, lengths, V, vocab
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
+        raise ValueError(f"seeds must be a non-empty sequence of integers (one estimate per seed), got {seeds!r}")
+    return tuple(check_seed("seeds[]", s) for s in seeds)
+
+
+def _check_completion(tokens, lengths, T1, V: int | None):
+    """Validated ``(tokens (D, T) long, lengths (D,) long, T1)`` of a completion set."""
+    T1 = check_int("T1", T1, 0)
+    if not torch.is_tensor(tokens):
+        corpus_tokens, corpus_lengths, _, _ = as_tokens(tokens, V, name="tokens")
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths)
+            if lengths.shape != corpus_lengths.shape or bool((lengths > corpus_lengths).any()):
+                raise ValueError("lengths must match the documents given as lists (or pass lengths=None)")
+        tokens = corpus_tokens
+        lengths = corpus_lengths if lengths is None else lengths
+    tokens, lengths, _, _ = as_tokens((tokens, lengths), V, name="tokens")
+    if not bool((lengths > T1).any()):
+        raise ValueError(f"T1={T1} but no document is longer than T1 ({int(lengths.max())} tokens at most): "
+                         "nothing to complete; choose T1 < the document lengths")
+    return tokens, lengths, T1
 
 
 def _is_completion_set(eval_data) -> bool:
     """``(tokens, lengths, T1)``: a completion set, as opposed to held-out documents."""
-    return isinstance(eval_data, tuple) and len(eval_data) == 3 and isinstance(eval_data[2], int)
+    return (isinstance(eval_data, (tuple, list)) and len(eval_data) == 3 and isinstance(eval_data[2], int)
+            and not isinstance(eval_data[2], bool))
+
+
+def _check_eval_data(eval_data, V: int):
+    """Validated ``eval_data``: a completion set ``(tokens, lengths, T1)`` (lists accepted) gives that
+    triple; held-out documents (anything :func:`as_tokens` reads) give ``(tokens, lengths)``."""
+    if _is_completion_set(eval_data):
+        return _check_completion(*eval_data, V)
+    if isinstance(eval_data, (str, bytes)) or not isinstance(eval_data, (Sequence, Corpus)):
+        raise ValueError("eval_data must be a completion set (tokens, lengths, T1), e.g. (split.eval_tokens, "
+                         "split.eval_lengths, split.T1) from pyro_ssl.data.completion_split, or held-out documents; "
+                         f"got {type(eval_data).__name__}")
+    tokens, lengths, _, _ = as_tokens(eval_data, V, name="eval_data")
+    return tokens, lengths
 
 
 class SSL(LanguageModel):
@@ -125,10 +222,8 @@ class SSL(LanguageModel):
                 f"resampling={resampler.name!r} cannot be conditioned on a reference path (particle Gibbs); "
                 "use 'multinomial' (the unconditional schemes serve the evaluation filter)"
             )
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.dtype = dtype
+        self.device = check_device(device)
+        self.dtype = check_dtype(dtype)
         self.model: TopicalSSL | None = None
         self.log_phi: torch.Tensor | None = None
         self.vocab = None
@@ -222,7 +317,26 @@ class SSL(LanguageModel):
         Returns:
             ``self``; ``history`` holds one dict per epoch.
         """
+        if method not in ("pg", "svi"):
+            raise ValueError(f"method must be 'pg' (particle Gibbs) or 'svi', got {method!r}")
+        if svi_settings and method == "pg":
+            raise TypeError(f"unexpected arguments {sorted(svi_settings)} for method='pg'")
+        epochs = None if epochs is None else check_int("epochs", epochs, 1)
+        eval_every = check_int("eval_every", eval_every, 1)
+        eval_particles = check_int("eval_particles", eval_particles, 1)
+        check_bool("resume", resume)
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback must be callable as callback(ssl, entry) or None, got {callback!r}")
+        if checkpoint_dir is not None:
+            check_dir("checkpoint_dir", checkpoint_dir)
+        elif resume:
+            raise ValueError("resume=True needs checkpoint_dir (the directory holding checkpoint.pt)")
+        vocab_size = None if vocab_size is None else check_int("vocab_size", vocab_size, 1)
+        if vocab_size is not None and self.V is not None and vocab_size != self.V:
+            raise ValueError(f"vocab_size={vocab_size} but this model was built with V={self.V}")
         tokens, lengths, V, vocab = as_tokens(data, vocab_size or self.V)
+        if eval_data is not None:
+            eval_data = _check_eval_data(eval_data, V)
         if self.model is None:
             self._build(V)
             self.vocab = vocab
@@ -237,10 +351,6 @@ class SSL(LanguageModel):
             raise ValueError("early stopping (patience > 0) is implemented for method='pg'")
         if method == "svi":
             return self._fit_svi(tokens, lengths, epochs, progress, on_epoch, svi_settings)
-        if method != "pg":
-            raise ValueError(f"method must be 'pg' (particle Gibbs) or 'svi', got {method!r}")
-        if svi_settings:
-            raise TypeError(f"unexpected arguments {sorted(svi_settings)} for method='pg'")
         if self._em is None:
             shard = TokenShard(tokens.to(self.device), lengths.to(self.device), V=self.V)
             initial = None
@@ -303,8 +413,8 @@ class SSL(LanguageModel):
 
         main = em.reducer.is_main
         ckpt_file = Path(checkpoint_dir) / persistence.CHECKPOINT_FILE if checkpoint_dir is not None else None
-        if ckpt_file is not None and ckpt_file.parent.exists() and not ckpt_file.parent.is_dir():
-            raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file, not a directory")
+        if ckpt_file is not None:
+            check_dir("checkpoint_dir", checkpoint_dir)
         fingerprint = em.fingerprint(self.V) if ckpt_file is not None else None
         start_epoch = em.epoch
         if resume:
@@ -318,7 +428,7 @@ class SSL(LanguageModel):
                 start_epoch = self._restore(em, state, fingerprint)
                 if stopper is not None and state.get("early_stopping") is not None:
                     stopper.load_state_dict(state["early_stopping"])
-        epochs = self.config.learning.epochs if epochs is None else int(epochs)
+        epochs = self.config.learning.epochs if epochs is None else check_int("epochs", epochs, 1)
         remaining = max(start_epoch + epochs - em.epoch, 0)
         bar = tqdm(range(remaining), desc="pyro-ssl fit", disable=not (progress and main), unit="epoch")
         on_epoch = on_epoch or self._epoch_hook(None, 1, 0, None)
@@ -376,6 +486,21 @@ class SSL(LanguageModel):
     def _restore(self, em: StochasticEM, state: dict, fingerprint: str) -> int:
         """Continue from a checkpoint's state; returns the epoch the interrupted ``fit`` started at."""
         f = state.get("path", persistence.CHECKPOINT_FILE)
+        epoch, start, history = state["epoch"], state["start_epoch"], state["history"]
+        for name, v in (("epoch", epoch), ("start_epoch", start)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{f}: {name} must be an integer >= 0, got {v!r}")
+        if start > epoch:
+            raise ValueError(f"{f}: start_epoch {start} is after epoch {epoch}")
+        if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+            raise ValueError(f"{f}: history must be a list of per-epoch dicts, got {type(history).__name__}")
+        if len(history) != epoch:
+            raise ValueError(f"{f}: history holds {len(history)} epochs but the checkpoint is at epoch {epoch}")
+        if not isinstance(state["em"], dict) or state["em"].get("epoch") != epoch:
+            raise ValueError(f"{f}: the EM state is not at the checkpoint's epoch {epoch}")
+        for name in ("K", "V"):
+            if isinstance(state[name], bool) or not isinstance(state[name], int):
+                raise ValueError(f"{f}: {name} must be an integer, got {state[name]!r}")
         if state["data_fingerprint"] != fingerprint:
             raise ValueError(
                 f"{f}: the checkpoint was written for different training data (or vocabulary size); "
@@ -417,6 +542,8 @@ class SSL(LanguageModel):
         ``num_particles`` defaults to the ``eval_particles`` setting.
         """
         self._check_fitted()
+        num_particles = check_int("num_particles", num_particles, 1)
+        seeds = _check_seeds(seeds)
         tokens, lengths, _, _ = as_tokens(data, self.V)
         P = num_particles or self.config.learning.eval_particles
         est = evaluation.heldout_log_likelihood(self.prior, self.log_phi, tokens, lengths, P, seeds)
@@ -447,12 +574,21 @@ class SSL(LanguageModel):
         Their sum over a document is ``log Zhat``, whose exponential is unbiased for ``p(x)``.
         """
         self._check_fitted()
+        tokens, lengths, _, _ = as_tokens((tokens, lengths), self.V)
+        seed = check_seed("seed", seed)
         return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, self.config.learning.eval_particles, seed=seed)
 
     def completion_perplexity(self, tokens, lengths, T1: int, num_particles: int | None = None, seeds=(0, 1, 2)):
-        """Document-completion perplexity of the continuation after ``T1`` tokens."""
+        """Document-completion perplexity of the continuation after ``T1`` tokens.
+
+        ``tokens``: ``(D, T)`` integer ids (or a list of token-id lists), ``lengths``: ``(D,)``
+        (``None`` with lists: their lengths); at least one document must be longer than ``T1``.
+        ``num_particles`` defaults to the ``eval_particles`` setting.
+        """
         self._check_fitted()
-        P = num_particles or self.config.learning.eval_particles
+        tokens, lengths, T1 = _check_completion(tokens, lengths, T1, self.V)
+        P = self.config.learning.eval_particles if num_particles is None else check_int("num_particles", num_particles, 1)
+        seeds = _check_seeds(seeds)
         return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, T1, P, seeds)
 
     def _sweep(self, x, n, P, z, gen, diagnostics=False):
@@ -508,8 +644,10 @@ class SSL(LanguageModel):
         marginals see :meth:`predict_proba`; for the best path found, :meth:`decode`.
         """
         self._check_fitted()
+        num_sweeps = check_int("num_sweeps", num_sweeps, 0)
+        P = self.config.sampler.num_particles if num_particles is None else check_int("num_particles", num_particles, 2)
+        seed = check_seed("seed", seed)
         tokens, lengths, _, _ = as_tokens(data, self.V)
-        P = num_particles or self.config.sampler.num_particles
         gen = torch.Generator(device=self.device).manual_seed(seed)
         x, n = tokens.to(self.device), lengths.to(self.device)
         z = particle_filter(self.prior, self.log_phi, x, n, P, resampling="multinomial", generator=gen).path
@@ -607,8 +745,10 @@ class SSL(LanguageModel):
         distributions (1 = the model; < 1 sharper; > 1 flatter).
         """
         self._check_fitted()
-        if temperature <= 0:
-            raise ValueError("temperature must be > 0")
+        num_docs = check_int("num_docs", num_docs, 1)
+        length = check_int("length", length, 1)
+        temperature = check_float("temperature", temperature, low=0.0, low_open=True)
+        seed = check_seed("seed", seed)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         prior = self.prior
         table = prior.input_table()
@@ -626,6 +766,7 @@ class SSL(LanguageModel):
     def top_words(self, num_words: int = 10) -> list[list[str]]:
         """The ``num_words`` most probable words of every topic (ids as strings without a vocab)."""
         self._check_fitted()
+        num_words = check_int("num_words", num_words, 1)
         top = self.log_phi.topk(min(num_words, self.V), dim=-1).indices.tolist()
         itos = getattr(self.vocab, "itos", None)
         return [[itos[i] if itos else str(i) for i in row] for row in top]
@@ -647,8 +788,12 @@ class SSL(LanguageModel):
         return self.topic_usage().argsort(descending=True, stable=True).tolist()
 
     def show_topics(self, num_topics: int = -1, num_words: int = 10) -> list[tuple[int, str]]:
-        """gensim-style ``[(k, "0.031*"word" + ...")]``, topics ordered by usage (:meth:`topic_order`)."""
+        """gensim-style ``[(k, "0.031*"word" + ...")]``, topics ordered by usage (:meth:`topic_order`;
+        ``num_topics=-1``: all)."""
         self._check_fitted()
+        if check_int("num_topics", num_topics, -1) == 0:
+            raise ValueError("num_topics must be -1 (all) or >= 1, got 0")
+        num_words = check_int("num_words", num_words, 1)
         order = self.topic_order()
         if num_topics > 0:
             order = order[:num_topics]
@@ -675,6 +820,7 @@ class SSL(LanguageModel):
     def save(self, path) -> Path:
         """Save to a directory (JSON config, vocabulary, safetensors weights); see :mod:`pyro_ssl.io`."""
         self._check_fitted()
+        check_dir("path", path)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors["log_phi"] = self.log_phi
         return persistence.save_model(
@@ -685,6 +831,7 @@ class SSL(LanguageModel):
     @classmethod
     def load(cls, path, device=None) -> "SSL":
         """Load a model saved by :meth:`save` (checksums and tensors are checked; errors name the file)."""
+        device = check_device(device)
         saved = persistence.load_model(path)
         cfg_file = saved.path / persistence.CONFIG_FILE
         try:

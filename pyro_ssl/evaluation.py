@@ -67,7 +67,8 @@ def filter_log_increments(
         x = tokens[start : start + chunk_size].to(device)
         n = lengths[start : start + chunk_size].to(device)
         T = int(n.max())
-        res = particle_filter(prior, log_phi, x[:, :T], n, num_particles, resampling=resampling, generator=gen)
+        res = particle_filter(prior, log_phi, x[:, :T], n, num_particles, resampling=resampling, generator=gen,
+                              trace=False)  # increments only: no (T, B, P) ancestry
         inc = torch.zeros(x.shape[0], tokens.shape[1], dtype=res.log_incr.dtype, device=device)
         inc[:, :T] = res.log_incr
         out.append(inc)

@@ -17,20 +17,25 @@ when loaded. ``config.json`` records the SHA-256 of the other files, so a corrup
 modified file is refused with an error naming it.
 
 A **checkpoint** (``checkpoint_dir/checkpoint.pt``, one format for one-process and
-data-parallel fits) holds a plain dict: tensors, numbers, strings and containers. It is
-written with ``torch.save`` to a temporary file in the same directory and renamed over the
-previous one (:func:`os.replace` is atomic), and read back with
+data-parallel fits) holds a plain dict: tensors, numbers, strings and containers. The dict is
+serialised with ``torch.save`` into a payload whose SHA-256 is stored beside it, in an outer
+``torch.save`` file written to a temporary file in the same directory, flushed and renamed over
+the previous one (:func:`os.replace` is atomic). Both layers are read back with
 ``torch.load(..., weights_only=True)``, which only rebuilds tensors and plain containers and
-never runs code from the file.
+never runs code from the file; a flipped bit anywhere in the payload fails the checksum. The
+estimator then range-checks what it restores (paths, counts, Adam state, history). Temporary
+files of a write that was killed are removed by the next save or load of that checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from dataclasses import dataclass
@@ -52,12 +57,14 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "atomic_write",
+    "remove_stale_temporaries",
     "jsonable",
 ]
 
 FORMAT_VERSION = 2
 """Version of the saved-model directory layout (2: nested ``config``; 1: flat ``params``, still read)."""
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
+"""3: checksummed payload; 2 (no checksum, read with a warning); 1 predates keyed randomness."""
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -86,6 +93,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return  # not possible on every platform (Windows); the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Write ``path`` atomically: ``write(tmp_path)`` fills a temporary file in the same
     directory, which is flushed to disk and renamed over ``path``. A crash leaves either the
@@ -99,11 +119,27 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a power cut
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed :func:`atomic_write` calls for ``path`` left behind
+    (``.NAME.*.tmp`` beside it). Only for files with one writer at a time (checkpoints)."""
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for f in path.parent.glob(f".{path.name}.*.tmp"):
+            try:
+                f.unlink()
+                removed.append(f)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -293,9 +329,21 @@ _CHECKPOINT_KEYS = ("config", "K", "V", "dtype", "data_fingerprint", "epoch", "s
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write the plain ``state`` dict atomically to ``path`` (tagged with format and version)."""
-    state = dict(state, format=_CHECKPOINT_TAG, version=CHECKPOINT_VERSION, pyro_ssl_version=_package_version())
-    return atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    """Write the plain ``state`` dict atomically to ``path``: a checksummed payload, tagged with
+    format and version (temporary files of earlier, killed writes are removed first)."""
+    path = Path(path)
+    remove_stale_temporaries(path)
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    payload = buf.getvalue()
+    outer = {
+        "format": _CHECKPOINT_TAG,
+        "version": CHECKPOINT_VERSION,
+        "pyro_ssl_version": _package_version(),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
+    return atomic_write(path, lambda tmp: torch.save(outer, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict | None:
@@ -305,15 +353,31 @@ def load_checkpoint(path: str | os.PathLike) -> dict | None:
         ValueError: the file is corrupt, not a pyro-ssl checkpoint, or of another version.
     """
     f = Path(path)
+    remove_stale_temporaries(f)
+    if f.exists() and not f.is_file():
+        raise ValueError(f"{f} is not a file; a checkpoint directory holds a file named {CHECKPOINT_FILE}")
     if not f.is_file():
         return None
-    try:
-        state = torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors of several kinds: one clear message
-        raise ValueError(f"{f}: not a readable pyro-ssl checkpoint ({type(e).__name__}: {e})") from e
+    state = _torch_load(f, f)
     if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_TAG:
         raise ValueError(f"{f}: not a pyro-ssl checkpoint")
-    if state.get("version") != CHECKPOINT_VERSION:
+    if state.get("version") == CHECKPOINT_VERSION:
+        payload = state.get("payload")
+        if not torch.is_tensor(payload) or payload.dtype != torch.uint8 or payload.ndim != 1 \
+                or not isinstance(state.get("sha256"), str):
+            raise ValueError(f"{f}: checkpoint has no checksummed payload")
+        data = payload.numpy().tobytes()
+        if hashlib.sha256(data).hexdigest() != state["sha256"]:
+            raise ValueError(f"{f}: checksum mismatch (the checkpoint is corrupt or was modified); "
+                             "start a fresh fit in an empty checkpoint directory")
+        inner = _torch_load(io.BytesIO(data), f)
+        if not isinstance(inner, dict):
+            raise ValueError(f"{f}: checkpoint payload is not a dict")
+        state = dict(inner, format=state["format"], version=state["version"],
+                     pyro_ssl_version=state.get("pyro_ssl_version"))
+    elif state.get("version") == 2:
+        warnings.warn(f"{f}: a version-2 checkpoint has no checksum; it is range-checked only", stacklevel=2)
+    else:
         raise ValueError(
             f"{f}: checkpoint version {state.get('version')!r} was written by another pyro-ssl "
             f"(this one reads version {CHECKPOINT_VERSION}; version 1 predates keyed randomness and "
@@ -324,3 +388,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict | None:
         raise ValueError(f"{f}: checkpoint is missing {missing}")
     state["path"] = str(f)
     return state
+
+
+def _torch_load(src, f: Path):
+    try:
+        return torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors of several kinds: one clear message
+        raise ValueError(f"{f}: not a readable pyro-ssl checkpoint ({type(e).__name__}: {e})") from e

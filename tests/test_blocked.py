@@ -60,7 +60,7 @@ def test_one_block_over_the_whole_document_is_the_plain_sweep():
     ids = torch.arange(4)
     plain = csmc_sweep(prior, log_phi, x, lengths, 4, ref, uniforms=KeyedUniforms(0, ids, lengths, 9, 4, (1,)))
     blocked = blocked_csmc_sweep(prior, log_phi, x, lengths, 4, ref, block_size=9, stride=9,
-                                 uniforms=lambda i, s, n, T: KeyedUniforms(0, ids, n, T, 4, (1,)))
+                                 uniforms=lambda i, s, n, T, rows: KeyedUniforms(0, ids[rows], n, T, 4, (1,)))
     assert torch.equal(plain.path, blocked.path)
 
 

@@ -223,13 +223,13 @@ def test_two_gloo_processes_match_ssl_fit_in_one_process(tmp_path):
 
 def test_resume_on_one_process_and_checkpoint_contents(tmp_path):
     from pyro_ssl.distributed import fit_distributed
-    from pyro_ssl.io import CHECKPOINT_FILE
+    from pyro_ssl.io import CHECKPOINT_FILE, load_checkpoint
 
     docs = _corpus(D=10)
     cfg = dict(FIT, init="uniform", emission="global", batch_size=4, phi_update="gibbs")
     full = fit_distributed(docs, **cfg)
     fit_distributed(docs, **dict(cfg, epochs=1), checkpoint_dir=tmp_path)
-    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    state = load_checkpoint(tmp_path / CHECKPOINT_FILE)  # checksummed, weights_only=True
     assert state["epoch"] == 1 and state["em"]["paths"].numel() == sum(map(len, docs)) and len(state["history"]) == 1
     resumed = fit_distributed(docs, **cfg, checkpoint_dir=tmp_path, resume=True)
     assert torch.equal(resumed.paths, full.paths)

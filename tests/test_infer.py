@@ -11,7 +11,7 @@ from pyro.infer import MCMC
 import pyro_ssl
 from pyro_ssl.infer import ParticleGibbs, topic_word_counts, to_inference_data
 from pyro_ssl.infer.mstep import PriorMStep, smoothed_log_phi
-from pyro_ssl.model import TopicalSSL
+from pyro_ssl.model import TopicalSSL, length_mask
 
 from exact import enumerate_paths, exact_marginals
 from helpers import simulated_corpus, tiny_model
@@ -216,3 +216,31 @@ def test_loaded_model_ranks_topics_by_prior_usage(tmp_path):
     order = [k for k, _ in loaded.show_topics()]
     assert sorted(order) == [0, 1, 2]
     assert usage[order].tolist() == sorted(usage.tolist(), reverse=True)
+
+
+def _leave_out_quadratic(counts, z, x, lengths, beta):
+    """The former (B, T, T) same-word formula, kept as the reference for the linear one."""
+    K, V = counts.shape
+    mask = length_mask(lengths, x.shape[1])
+    onehot = torch.nn.functional.one_hot(z.clamp(0, K - 1), K).to(counts.dtype) * mask.unsqueeze(-1)
+    same_word = (x.unsqueeze(2) == x.unsqueeze(1)).to(counts.dtype)
+    own_kw = same_word @ onehot
+    own_k = onehot.sum(1, keepdim=True)
+    num = (counts.T[x] - own_kw).clamp_min(0.0) + beta
+    den = (counts.sum(-1) - own_k).clamp_min(0.0) + V * beta
+    return num.log() - den.log()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_leave_out_emission_linear_equals_quadratic_formula(seed):
+    """Bit for bit, padding included, against the (B, T, T) formula it replaced (issue 15)."""
+    from pyro_ssl.infer.mstep import leave_out_log_emission
+
+    g = torch.Generator().manual_seed(seed)
+    K, V, B, T = 1 + seed, 1 + 3 * seed, 2 + seed, 1 + 4 * seed
+    x = torch.randint(V, (B, T), generator=g)
+    z = torch.randint(K, (B, T), generator=g)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    counts = topic_word_counts(z, x, lengths, K, V) + torch.randint(3, (K, V), generator=g).double()
+    fast = leave_out_log_emission(counts, z, x, lengths, beta=0.1)
+    assert torch.equal(fast, _leave_out_quadratic(counts, z, x, lengths, 0.1))

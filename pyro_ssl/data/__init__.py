@@ -11,7 +11,7 @@ Typical use::
 
 from .completion import CompletionSplit, completion_split
 from .corpus import Corpus
-from .loaders import ReadStats, gensim_corpus_texts, load_corpus, read_texts
+from .loaders import ReadStats, check_text_file, gensim_corpus_texts, load_corpus, read_texts
 from .stopwords import english_stopwords
 from .tokenize import tokenize
 from .vocabulary import UNK_TOKEN, Vocabulary
@@ -19,6 +19,7 @@ from .vocabulary import UNK_TOKEN, Vocabulary
 __all__ = [
     "tokenize",
     "english_stopwords",
+    "check_text_file",
     "Vocabulary",
     "UNK_TOKEN",
     "Corpus",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import VocabConfig
+from ..config import VocabConfig, check_int
 from .stopwords import is_punctuation, resolve_stopwords
 from .tokenize import tokenize
 from .vocabulary import Vocabulary
@@ -41,8 +41,14 @@ def _doc_to_tensor(doc: Any, d: int) -> torch.Tensor:
         raise TypeError(f"document {d} is a string; encode it first (see Corpus.from_texts)")
     else:
         doc = list(doc)
+        if any(isinstance(v, bool) for v in doc):
+            raise TypeError(f"document {d} holds bools; expected integer token ids")
         # No dtype here: torch.tensor(..., dtype=long) silently truncates floats.
-        t = torch.tensor(doc) if doc else torch.zeros(0, dtype=torch.long)
+        try:
+            t = torch.tensor(doc) if doc else torch.zeros(0, dtype=torch.long)
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            raise TypeError(f"document {d} is not a flat sequence of integer token ids "
+                            f"(nested or mixed values: {doc[:5]!r}...)") from None
     if t.dim() != 1:
         raise ValueError(f"document {d} has shape {tuple(t.shape)}; expected a 1-D sequence of ids")
     if t.numel() and (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool):
@@ -58,6 +64,10 @@ def _flatten(docs: Iterable[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         # array('q') is ~5x faster than torch.tensor on a long list and, unlike
         # np.fromiter or torch.tensor(dtype=long), refuses floats instead of truncating.
         lengths = torch.tensor([len(d) for d in docs], dtype=torch.long)
+        # array('q') takes bools as 0/1: find them (map(type) runs at C speed).
+        if bool in set(map(type, itertools.chain.from_iterable(docs))):
+            for d, doc in enumerate(docs):
+                _doc_to_tensor(doc, d)
         try:
             buf = array.array("q", itertools.chain.from_iterable(docs))
         except (TypeError, OverflowError):
@@ -134,9 +144,7 @@ class Corpus:
         if vocab is not None:
             V = len(vocab)
         elif vocab_size is not None:
-            if int(vocab_size) < 1:
-                raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
-            V = int(vocab_size)
+            V = check_int("vocab_size", vocab_size, 1)
         else:
             V = int(flat.max()) + 1 if flat.numel() else 1
         if flat.numel():
@@ -146,6 +154,7 @@ class Corpus:
                 d = int(torch.searchsorted(offsets, torch.tensor(pos), right=True)) - 1
                 raise ValueError(
                     f"document {d} contains token id {int(flat[pos])} outside the valid range [0, {V})"
+                    + (" (token ids must be non-negative)" if int(flat[pos]) < 0 else "")
                 )
         self._init(flat, offsets, V, vocab, self._check_labels(labels, offsets.numel() - 1))
 

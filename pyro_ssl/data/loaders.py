@@ -42,7 +42,7 @@ from .vocabulary import Vocabulary
 
 _VOCAB = VocabConfig()  # the defaults (pyro_ssl/config.py)
 
-__all__ = ["ReadStats", "read_texts", "load_corpus", "gensim_corpus_texts"]
+__all__ = ["ReadStats", "read_texts", "load_corpus", "gensim_corpus_texts", "check_text_file"]
 
 _SPLITS = ("train", "test")
 # Folder name -> label, using the vocabulary of the IMDB CSV so that every
@@ -177,6 +177,20 @@ def _looks_binary(path: Path, encoding: str) -> str | None:
     if b"\x00" in head and not codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
         return "a binary file (it contains NUL bytes)"
     return None
+
+
+def check_text_file(path: str | os.PathLike, encoding: str = "utf-8") -> Path:
+    """``path`` as a readable text file, or a ``ValueError`` / ``FileNotFoundError`` saying why not
+    (missing, a directory, a binary file such as an executable, an archive)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file; give a text file with one document per line")
+    reason = _looks_binary(path, encoding)
+    if reason:
+        raise ValueError(f"{path}: {reason}; give a text file with one document per line")
+    return path
 
 
 def _detect(path: Path, encoding: str) -> tuple[str, Path]:

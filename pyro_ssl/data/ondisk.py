@@ -236,9 +236,13 @@ class OnDiskCorpus:
         meta_file = path / "meta.json"
         if not meta_file.is_file():
             raise FileNotFoundError(f"no on-disk corpus at {path} (meta.json missing)")
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{meta_file} is not an on-disk corpus (format {meta.get('format')!r})")
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{meta_file}: not valid JSON ({e})") from e
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise ValueError(f"{meta_file} is not an on-disk corpus (format {fmt!r})")
         if meta.get("version") != _VERSION:
             raise ValueError(f"unsupported on-disk corpus version {meta.get('version')!r}")
         dtype = np.dtype(meta["dtype"]).newbyteorder("<")
@@ -247,7 +251,13 @@ class OnDiskCorpus:
             tokens = np.memmap(path / "tokens.bin", dtype=dtype, mode="r", shape=(n,))
         else:
             tokens = np.zeros(0, dtype=dtype)
-        offsets = np.load(path / "offsets.npy", mmap_mode="r")
+        try:
+            # Never unpickle: an object array (a pickle) in offsets.npy is refused, not run.
+            offsets = np.load(path / "offsets.npy", mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{path / 'offsets.npy'}: not a plain integer array ({e})") from e
+        if offsets.dtype.kind not in "iu":
+            raise ValueError(f"{path / 'offsets.npy'}: dtype {offsets.dtype}, expected integer offsets")
         if offsets.shape != (int(meta["num_docs"]) + 1,) or int(offsets[-1]) != n:
             raise ValueError(f"{path}: offsets.npy does not match meta.json")
         vocab = Vocabulary.load(path / "vocab.json") if meta.get("vocab") else None

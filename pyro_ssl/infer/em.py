@@ -18,6 +18,7 @@ and in ``N``, and LSTM weights equal up to the order of floating-point gradient 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import zlib
 from dataclasses import dataclass
@@ -240,8 +241,9 @@ class StochasticEM:
             log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
         dtype = model.prior.dtype
         if self.sampler.kernel == "blocked":
-            def block_uniforms(i, s, block_lengths, block_T):
-                return KeyedUniforms(self.seed, mine, block_lengths, block_T, P, key + (i,), device=self.device,
+            def block_uniforms(i, s, block_lengths, block_T, rows):
+                # Keyed by the documents that reach block i (shorter ones drop out of later blocks).
+                return KeyedUniforms(self.seed, mine[rows], block_lengths, block_T, P, key + (i,), device=self.device,
                                      dtype=dtype)
 
             return old, blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
@@ -357,13 +359,91 @@ class StochasticEM:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`, checking every piece first (a checkpoint is user input).
+
+        Raises:
+            ValueError: a missing entry, a wrong shape or dtype, paths outside ``[0, K)``,
+                counts that are not the counts of the paths, non-finite values, an Adam state
+                that does not fit the parameters. Nothing is modified when it raises.
+        """
+        K, V = self.model.K, self.model.V
+        if not isinstance(state, dict):
+            raise ValueError(f"EM state must be a dict, got {type(state).__name__}")
+        missing = [k for k in ("epoch", "prior", "counts", "log_phi", "paths", "mstep") if k not in state]
+        if missing:
+            raise ValueError(f"EM state is missing {missing}")
+        epoch = state["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
         off = self.global_offsets()
         paths = state["paths"]
+        if not torch.is_tensor(paths) or paths.ndim != 1 or paths.dtype not in (torch.int32, torch.int64):
+            raise ValueError("paths must be a 1-D integer tensor")
         if paths.numel() != int(off[-1]):
             raise ValueError(f"checkpoint holds {paths.numel()} path entries, the data has {int(off[-1])} tokens")
-        self.model.load_state_dict(state["prior"])
-        self.counts = state["counts"].to(device=self.device, dtype=torch.float64)
+        if paths.numel() and (int(paths.min()) < 0 or int(paths.max()) >= K):
+            raise ValueError(f"paths hold topics in [{int(paths.min())}, {int(paths.max())}], outside [0, {K})")
+        counts, log_phi = state["counts"], state["log_phi"]
+        for name, t in (("counts", counts), ("log_phi", log_phi)):
+            if not torch.is_tensor(t) or tuple(t.shape) != (K, V) or not t.is_floating_point():
+                got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+                raise ValueError(f"{name} must be a ({K}, {V}) float tensor, got {got}")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} holds NaN or infinite values")
+        norm = log_phi.double().logsumexp(-1)
+        if not torch.allclose(norm, torch.zeros_like(norm), atol=1e-3):
+            raise ValueError("log_phi rows do not normalise")
+        prior = state["prior"]
+        expected = self.model.state_dict()
+        if not isinstance(prior, dict) or set(prior) != set(expected):
+            raise ValueError(f"prior state must hold {sorted(expected)}")
+        for k, ref in expected.items():
+            t = prior[k]
+            if not torch.is_tensor(t) or t.shape != ref.shape or t.dtype != ref.dtype:
+                raise ValueError(f"prior tensor {k!r} must be {tuple(ref.shape)} {ref.dtype}")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"prior tensor {k!r} holds NaN or infinite values")
+        self._check_adam(state["mstep"])
+        old_paths = self.paths
         self.paths = paths[int(off[self.lo]) : int(off[self.hi])].to(device=self.device, dtype=torch.int32)
-        self.epoch = int(state["epoch"])
-        self.log_phi = state["log_phi"].to(device=self.device, dtype=self.model.prior.dtype)
+        counts = counts.to(device=self.device, dtype=torch.float64)
+        # The counts are a function of the paths and the data: recount (integers in float64, exact)
+        # so a flipped count, or paths for other data, cannot pass. A collective in a group.
+        recount = self.reducer.sum(self._local_counts())
+        if not torch.equal(recount, counts):
+            self.paths = old_paths
+            raise ValueError("counts are not the topic-word counts of the checkpoint's paths")
+        self.model.load_state_dict(prior)
+        self.counts = counts
+        self.epoch = int(epoch)
+        self.log_phi = log_phi.to(device=self.device, dtype=self.model.prior.dtype)
         self.mstep.load_state_dict(state["mstep"])
+
+    def _check_adam(self, adam) -> None:
+        """The optimiser state fits the prior's parameters: one Adam state per parameter, moments
+        of its shape, finite, second moments >= 0, a step count >= 0."""
+        if not isinstance(adam, dict):
+            raise ValueError(f"Adam state must be a dict, got {type(adam).__name__}")
+        if not adam:
+            return  # before the first M-step
+        params = dict(self.model.prior.named_parameters())
+        names = {f"ssl_prior$$${k}": v for k, v in params.items()}
+        if set(adam) != set(names):
+            raise ValueError(f"Adam state is for {sorted(adam)[:3]}..., expected the prior's parameters {sorted(names)[:3]}...")
+        for name, opt in adam.items():
+            if not isinstance(opt, dict) or not isinstance(opt.get("state"), dict) \
+                    or not isinstance(opt.get("param_groups"), list):
+                raise ValueError(f"Adam state of {name!r} must hold 'state' and 'param_groups'")
+            for st in opt["state"].values():
+                if not isinstance(st, dict):
+                    raise ValueError(f"Adam state of {name!r} is not a dict")
+                step = st.get("step")
+                step = float(step) if torch.is_tensor(step) and step.numel() == 1 else step
+                if not isinstance(step, (int, float)) or not math.isfinite(step) or step < 0:
+                    raise ValueError(f"Adam step of {name!r} must be a number >= 0, got {step!r}")
+                for key in ("exp_avg", "exp_avg_sq"):
+                    t = st.get(key)
+                    if not torch.is_tensor(t) or t.shape != names[name].shape:
+                        raise ValueError(f"Adam {key} of {name!r} must have shape {tuple(names[name].shape)}")
+                    if not bool(torch.isfinite(t).all()) or (key == "exp_avg_sq" and bool((t < 0).any())):
+                        raise ValueError(f"Adam {key} of {name!r} holds invalid values")

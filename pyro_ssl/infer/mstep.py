@@ -70,10 +70,19 @@ def leave_out_log_emission(
         ``(B, T, K)``.
     """
     K, V = counts.shape
-    mask = length_mask(lengths, x.shape[1])
-    onehot = torch.nn.functional.one_hot(z.clamp(0, K - 1), K).to(counts.dtype) * mask.unsqueeze(-1)
-    same_word = (x.unsqueeze(2) == x.unsqueeze(1)).to(counts.dtype)  # (B, T, T)
-    own_kw = same_word @ onehot  # (B, T, K): this document's count of (k, x_t)
+    B, T = x.shape
+    mask = length_mask(lengths, T)
+    # This document's count of (k, x_t), linear in T: group the tokens by (document, word)
+    # (torch.unique), add each token's topic one-hot into its group, read it back per token.
+    # A (B, T, T) same-word matrix would be the same numbers at quadratic memory (80 GB at
+    # 100,000 tokens). Sums of 0/1 in float64 are exact, so this equals that formula bit for bit.
+    # Padding positions join their (document, word) group with weight 0, as before.
+    group = (torch.arange(B, device=x.device).unsqueeze(1) * V + x.clamp(0, V - 1)).reshape(-1)
+    uniq, inverse = torch.unique(group, return_inverse=True)
+    onehot = torch.nn.functional.one_hot(z.clamp(0, K - 1), K).to(counts.dtype) * mask.unsqueeze(-1)  # (B, T, K)
+    own = torch.zeros(uniq.numel(), K, dtype=counts.dtype, device=x.device)
+    own.index_add_(0, inverse, onehot.reshape(B * T, K))
+    own_kw = own[inverse].view(B, T, K)  # (B, T, K): this document's count of (k, x_t)
     own_k = onehot.sum(1, keepdim=True)  # (B, 1, K)
     n_kw = counts.T[x]  # (B, T, K)
     num = (n_kw - own_kw).clamp_min(0.0) + beta

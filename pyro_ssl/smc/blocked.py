@@ -105,9 +105,10 @@ def blocked_csmc_sweep(
     Args:
         x, reference: ``(B, T)`` words and the current topic paths; lengths ``(B,)``.
         block_size, stride: the block grid (:func:`block_starts`).
-        uniforms: ``fn(block_index, start, block_lengths, block_T) -> UniformSource`` giving each
-            block's uniforms (e.g. keyed by document), or ``None`` for fresh draws from
-            ``generator``.
+        uniforms: ``fn(block_index, start, block_lengths, block_T, rows) -> UniformSource`` giving
+            each block's uniforms (e.g. keyed by document), or ``None`` for fresh draws from
+            ``generator``. ``rows`` ``(B_i,)`` are the batch rows of the documents that reach the
+            block (shorter ones do not), in the order of ``block_lengths``.
         log_emission: optional ``(B, T, K)`` emission log-probabilities (else ``log_phi[:, x]``).
     Returns:
         :class:`~pyro_ssl.smc.csmc.SweepResult` with ``path``; ``ess`` and ``num_ancestors``
@@ -155,7 +156,7 @@ def blocked_csmc_sweep(
             m = fmask.repeat_interleave(P, 0)
             return future_log_prob(prior, state, z_last, f, m).view(Bi, P)
 
-        u = uniforms(i, s, block_len[idx], e - s) if uniforms is not None else None
+        u = uniforms(i, s, block_len[idx], e - s, idx.cpu()) if uniforms is not None else None
         res = csmc_sweep(prior, log_phi, x[idx, s:e], block_len[idx], P, zb[:, s:e], resampling="multinomial",
                          uniforms=u, generator=generator, diagnostics=True,
                          log_emission=log_emission[idx, s:e], start=start, final_log_potential=potential)

@@ -45,7 +45,8 @@ class SweepResult:
     """Output of one sweep over a batch of ``B`` documents of padded length ``T``.
 
     Attributes:
-        path: ``(B, T)`` long, the returned topic path (padding filled with 0).
+        path: ``(B, T)`` long, the returned topic path (padding filled with 0); ``None`` when
+            the sweep ran with ``trace=False``.
         log_Z: ``(B,)`` ``log Zhat``, the log of the particle estimate of ``p(x | theta, phi)``
             (unbiased on the natural scale when run without a reference).
         log_incr: ``(B, T)`` ``log sum_p W_{t-1}^p alpha_t^p``, the estimated predictive
@@ -57,7 +58,7 @@ class SweepResult:
         log_weights: ``(B, P)`` final normalised log weights.
     """
 
-    path: torch.Tensor
+    path: torch.Tensor | None
     log_Z: torch.Tensor
     log_incr: torch.Tensor
     ess: torch.Tensor
@@ -160,6 +161,7 @@ def csmc_sweep(
     log_emission: torch.Tensor | None = None,
     start: tuple[LSTMState, torch.Tensor] | None = None,
     final_log_potential=None,
+    trace: bool = True,
 ) -> SweepResult:
     """One (conditional) SMC sweep over a batch of documents.
 
@@ -191,6 +193,10 @@ def csmc_sweep(
         diagnostics: also trace every particle back (``particles``, ``num_ancestors``).
         log_emission: optional ``(B, T, K)`` per-document ``log p(x_t | z_t = k)`` used instead
             of ``log_phi[:, x]`` (e.g. leave-document-out topics during learning).
+        trace: keep the ``(T, B, P)`` ancestry and return a path. ``False`` (scoring: only the
+            increments are wanted) keeps memory at ``O(T B)`` instead of ``O(T B P)`` (160 MB for
+            one 20,000-token document at ``P = 1000``); the random draws, and so every
+            increment, are the same.
 
     Returns:
         :class:`SweepResult`.
@@ -215,6 +221,8 @@ def csmc_sweep(
         lag = int(ancestor_lag)
         if lag < 0:
             raise ValueError(f"ancestor_lag must be >= 0 or {FULL_LAG!r}, got {ancestor_lag}")
+    if not trace and (reference is not None or diagnostics):
+        raise ValueError("trace=False is for the plain filter without diagnostics (no path is traced)")
     if lag > 0 and reference is None:
         raise ValueError("ancestor sampling needs a reference path")
     if log_phi.shape[0] != prior.K:
@@ -240,6 +248,8 @@ def csmc_sweep(
     # Two host syncs per sweep instead of one per step: before the shortest document ends
     # every step is active (no masking); after the longest ends the look-ahead stops.
     min_len, max_len = (int(lengths.min()), int(lengths.max())) if B else (0, 0)
+    if max_len > T:
+        raise ValueError(f"lengths must be <= T={T} (the token width), got a length of {max_len}")
     # Sharing steps between resampled duplicates needs the survivor count on the host every
     # step: cheap on a CPU, a pipeline stall on a GPU.
     dedup = device.type == "cpu"
@@ -257,8 +267,8 @@ def csmc_sweep(
         z_prev = z0.to(device=device, dtype=torch.long).repeat_interleave(P, 0)
     log_w = torch.full((B, P), -log_P, device=device, dtype=dtype)
     # Compact ancestry: int32 halves the (T, B, P) storage that dominates memory at scale.
-    ancestors = torch.empty(T, B, P, dtype=torch.int32, device=device)
-    topics = torch.empty(T, B, P, dtype=torch.int32, device=device)
+    ancestors = torch.empty(T if trace else 0, B, P, dtype=torch.int32, device=device)
+    topics = torch.empty(T if trace else 0, B, P, dtype=torch.int32, device=device)
     log_incr = torch.zeros(T, B, device=device, dtype=dtype)
     ess = torch.zeros(T, B, device=device, dtype=dtype)
     if reference is not None:
@@ -316,14 +326,15 @@ def csmc_sweep(
             log_w = torch.where(active.unsqueeze(-1), new_log_w, log_w)
             log_incr[t] = torch.where(active, lse - log_P, 0.0)
             ess[t] = torch.where(active, ess_t, 0.0)
-        ancestors[t] = a
-        topics[t] = z_t
+        if trace:
+            ancestors[t] = a
+            topics[t] = z_t
         z_prev = z_t.view(-1)
 
     log_incr, ess = log_incr.T.contiguous(), ess.T.contiguous()
     final_w = log_w if final_log_potential is None else log_w + final_log_potential(state, z_prev)
-    r = inverse_cdf(final_w, uniforms.final())
-    path = _trace_back(topics, ancestors, r).squeeze(1).masked_fill(~mask, 0)
+    r = inverse_cdf(final_w, uniforms.final())  # drawn either way: the same stream with trace=False
+    path = _trace_back(topics, ancestors, r).squeeze(1).masked_fill(~mask, 0) if trace else None
     result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w)
     if diagnostics:
         particles, lineage = _trace_back(topics, ancestors, identity, return_lineage=True)
@@ -369,8 +380,10 @@ def particle_filter(
     uniforms: UniformSource | None = None,
     generator: torch.Generator | None = None,
     diagnostics: bool = False,
+    trace: bool = True,
 ) -> SweepResult:
-    """Fully adapted particle filter (no reference): ``log Zhat`` and predictive increments."""
+    """Fully adapted particle filter (no reference): ``log Zhat`` and predictive increments
+    (``trace=False``: no path, memory linear in ``T`` without the ``P`` factor)."""
     return csmc_sweep(
         prior,
         log_phi,
@@ -382,4 +395,5 @@ def particle_filter(
         uniforms=uniforms,
         generator=generator,
         diagnostics=diagnostics,
+        trace=trace,
     )
