@@ -542,10 +542,9 @@ class SSL(LanguageModel):
         ``num_particles`` defaults to the ``eval_particles`` setting.
         """
         self._check_fitted()
-        num_particles = check_int("num_particles", num_particles, 1)
+        P = self.config.learning.eval_particles if num_particles is None else check_int("num_particles", num_particles, 1)
         seeds = _check_seeds(seeds)
         tokens, lengths, _, _ = as_tokens(data, self.V)
-        P = num_particles or self.config.learning.eval_particles
         est = evaluation.heldout_log_likelihood(self.prior, self.log_phi, tokens, lengths, P, seeds)
         if per_token:
             return est
