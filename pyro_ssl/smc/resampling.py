@@ -26,7 +26,7 @@ def search_cdf(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     ``u`` ``(..., n)`` are uniforms on ``[0, 1)``; the result is clamped to ``K - 1`` against
     round-off at the top.
     """
-    idx = torch.searchsorted(cdf, u.to(cdf.dtype).contiguous() * cdf[..., -1:], right=True)
+    idx = torch.searchsorted(cdf, u.to(cdf.dtype) * cdf[..., -1:], right=True)  # the product is contiguous
     return idx.clamp_(max=cdf.shape[-1] - 1)
 
 

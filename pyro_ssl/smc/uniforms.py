@@ -220,20 +220,24 @@ class KeyedUniforms(UniformSource):
         final = u[:, 0]
         steps = u[:, 1:].view(self.B, self.T, S)
         steps.masked_fill_(torch.arange(self.T).view(1, -1, 1) >= lens.view(-1, 1, 1), 0.5)
-        # Step-major so that each step's slab is contiguous: (T, B, S).
-        self._steps = steps.transpose(0, 1).contiguous().to(device=device, dtype=dtype)
+        # Step-major, one contiguous block per use, so every step's slab is a contiguous view:
+        # ancestors (T, B, P), the reference's redraw (T, B, 1), proposals (T, B, P, 1).
+        steps = steps.transpose(0, 1).to(device=device, dtype=dtype)
+        self._resample = steps[..., :P].contiguous()
+        self._ancestor = steps[..., P : P + 1].contiguous()
+        self._proposal = steps[..., P + 1 :].unsqueeze(-1).contiguous()
         self._final = final.to(device=device, dtype=dtype)
 
     def resample(self, t, num):
         if num > self.P:
             raise ValueError(f"keyed uniforms hold {self.P} ancestor slots, {num} requested")
-        return self._steps[t, :, :num]
+        return self._resample[t, :, :num]
 
     def ancestor(self, t):
-        return self._steps[t, :, self.P : self.P + 1]
+        return self._ancestor[t]
 
     def proposal(self, t):
-        return self._steps[t, :, self.P + 1 :].unsqueeze(-1)
+        return self._proposal[t]
 
     def final(self):
         return self._final.unsqueeze(-1)
