@@ -12,6 +12,7 @@ Typical use::
 from .completion import CompletionSplit, completion_split
 from .corpus import Corpus
 from .loaders import ReadStats, gensim_corpus_texts, load_corpus, read_texts
+from .protocol import ProtocolSplit, protocol_split
 from .tokenize import tokenize
 from .vocabulary import UNK_TOKEN, Vocabulary
 
@@ -22,6 +23,8 @@ __all__ = [
     "Corpus",
     "CompletionSplit",
     "completion_split",
+    "ProtocolSplit",
+    "protocol_split",
     "ReadStats",
     "read_texts",
     "load_corpus",
