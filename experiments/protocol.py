@@ -188,13 +188,14 @@ def test_scores(model: str, lm, split, filter_seeds) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the protocol
 def run_protocol(split, models=MODELS, *, scale: str = "full", seeds=(0, 1, 2), filter_seeds=(0, 1),
                  grids: dict | None = None, fixed: dict | None = None, progress: bool = True,
-                 out_dir=None) -> dict:
+                 out_dir=None, fitted: dict | None = None) -> dict:
     """Select on validation, replicate over training seeds, score test once (module docstring).
 
     Returns a JSON-able dict: ``settings``, ``split`` (sizes), and per model ``candidates``
     (every grid point's validation perplexity), ``chosen`` (the winning point and its epochs)
     and ``runs`` (one per training seed: test scores, timing), plus ``summary`` rows.
-    ``out_dir``: ``protocol.json`` is rewritten there after every model.
+    ``out_dir``: ``protocol.json`` is rewritten there after every model. ``fitted``: a dict
+    that receives every final fitted model by ``(model, seed)`` (for plots of topics).
     """
     grids = grids or GRIDS[scale]
     fixed = {**FIXED[scale], **(fixed or {})}
@@ -224,6 +225,8 @@ def run_protocol(split, models=MODELS, *, scale: str = "full", seeds=(0, 1, 2), 
                                             epochs=chosen["epochs"] if model == "ssl" else None)
             t0 = time.perf_counter()
             scores = test_scores(model, lm, split, filter_seeds)
+            if fitted is not None:
+                fitted[(model, s)] = lm
             runs.append({"seed": s, **scores, "epochs": info.get("epochs"), "train_seconds": info["train_seconds"],
                          "test_seconds": time.perf_counter() - t0})
             log(f"[protocol] {model} seed {s}: test in-doc {scores['in_doc_ppl']:.2f}, unseen "

@@ -50,10 +50,12 @@ class HMM(LanguageModel):
         tol: stop when the penalised objective improves by less than ``tol`` nats per
             training token between iterations.
         seed: seeds the random initialisation (numpy ``RandomState``).
-        restarts: EM runs from the initialisations seeded ``seed, seed + 1, ...``; the run
-            with the highest final penalised training objective is kept (EM finds a local
-            optimum; several starts make the baseline less of a lottery). Its start seed is
-            ``best_restart_seed``; ``restart_objectives`` holds every run's final objective.
+        restarts: EM runs from the initialisations seeded ``seed * restarts + r`` for
+            ``r < restarts`` (disjoint across ``seed``s, so training seeds stay independent
+            replicates; ``seed`` itself when ``restarts == 1``); the run with the highest final
+            penalised training objective is kept (EM finds a local optimum; several starts
+            make the baseline less of a lottery). Its start seed is ``best_restart_seed``;
+            ``restart_objectives`` holds every run's final objective.
         dtype: floating dtype of the parameters and recursions (float64 by default).
         chunk_size: documents per E-step batch (bounds memory at ``chunk * T * K``).
         init_self_transition: weight of the identity in the initial transition matrix
@@ -282,10 +284,11 @@ class HMM(LanguageModel):
             runs = 1 if kw.get("init_params") is not None else self.restarts
             best, self.restart_objectives = None, []
             for r in range(runs):
-                self._fit(docs, vocab_size, seed=self.seed + r, **kw)
+                start = self.seed * runs + r
+                self._fit(docs, vocab_size, seed=start, **kw)
                 self.restart_objectives.append(self.history[-1])
                 if best is None or self.history[-1] > best[0]:
-                    best = (self.history[-1], self.seed + r, self.log_pi0, self.log_A, self.log_B,
+                    best = (self.history[-1], start, self.log_pi0, self.log_A, self.log_B,
                             self.history, self.loglik_history, self.converged)
             (_, self.best_restart_seed, self.log_pi0, self.log_A, self.log_B, self.history,
              self.loglik_history, self.converged) = best
