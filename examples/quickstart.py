@@ -13,7 +13,7 @@ import torch
 
 import pyro_ssl
 from pyro_ssl.baselines import UnigramLM
-from pyro_ssl.data import Corpus, gensim_corpus_texts
+from pyro_ssl.data import Corpus, gensim_corpus_texts, tokenize
 from pyro_ssl.evaluation import perplexity
 
 
@@ -26,11 +26,14 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    texts = gensim_corpus_texts("lee_background")
-    corpus = Corpus.from_texts(texts, vocab_size=2000).filter_min_length(args.prefix + 20).truncate(200)
-    train, test = corpus.split(test_size=0.15, seed=args.seed)
-    print(f"Lee corpus: {len(train)} training / {len(test)} test documents, V={corpus.V}, "
-          f"{train.num_tokens} training tokens")
+    texts = [t for t in gensim_corpus_texts("lee_background") if len(tokenize(t)) >= args.prefix + 20]
+    # split by document first, then build the vocabulary from the training documents only
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    n_test = round(0.15 * len(texts))
+    train = Corpus.from_texts([texts[i] for i in order[n_test:]], vocab_size=2000).truncate(200)
+    test = Corpus.from_texts([texts[i] for i in order[:n_test]], vocab=train.vocab).truncate(200)
+    print(f"Lee corpus: {len(train)} training / {len(test)} test documents, V={train.V} (from training "
+          f"documents only), {train.num_tokens} training tokens")
 
     t0 = time.perf_counter()
     model = pyro_ssl.fit(train, K=args.topics, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
@@ -42,12 +45,14 @@ def main(argv=None):
 
     tokens, lengths = test.padded()
     est = model.completion_perplexity(tokens, lengths, T1=args.prefix, num_particles=100, seeds=(0, 1, 2))
-    uni = UnigramLM(beta=0.1).fit([train[i] for i in range(len(train))], corpus.V)
+    uni = UnigramLM(beta=0.1).fit([train[i] for i in range(len(train))], train.V)
     held = (lengths - args.prefix).clamp_min(0).sum()
     uni_ppl = perplexity(float(uni.completion_log_likelihood(tokens, lengths, args.prefix).sum()), int(held))
     print(f"\nHeld-out completion perplexity (first {args.prefix} tokens observed, {int(held)} tokens scored):")
-    print(f"  SSL K={args.topics}: {est}")
-    print(f"  unigram    : {uni_ppl:.2f}")
+    print(f"  SSL K={args.topics}: {est.mean:.2f} ± {est.std:.2f} (± = sd over {len(est.values)} particle-filter "
+          f"seeds, the evaluator's Monte Carlo error for this one training seed, not the spread over "
+          f"training seeds; docs/results.md reports both)")
+    print(f"  unigram    : {uni_ppl:.2f} (deterministic)")
 
 
 if __name__ == "__main__":

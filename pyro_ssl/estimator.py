@@ -346,7 +346,12 @@ class SSL(LanguageModel):
 
     # ------------------------------------------------------------------ inference
     def score(self, data, num_particles: int = 1000, seeds=(0, 1, 2)) -> evaluation.Estimate:
-        """Per-token held-out log likelihood ``log Zhat / tokens`` (mean and spread over seeds)."""
+        """Per-token held-out log likelihood ``log Zhat / tokens`` of this fitted model.
+
+        Returns an :class:`~pyro_ssl.evaluation.Estimate`: mean and sd over the particle-filter
+        ``seeds`` (the evaluator's Monte Carlo error; refit with other training seeds for the
+        spread between training runs).
+        """
         self._check_fitted()
         tokens, lengths, _, _ = as_tokens(data, self.V)
         return evaluation.heldout_log_likelihood(self.prior, self.log_phi, tokens, lengths, num_particles, seeds)
@@ -361,7 +366,12 @@ class SSL(LanguageModel):
         return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, self.config.learning.eval_particles, seed=seed)
 
     def completion_perplexity(self, tokens, lengths, T1: int, num_particles: int = 1000, seeds=(0, 1, 2)):
-        """Document-completion perplexity of the continuation after ``T1`` tokens."""
+        """Document-completion perplexity of the continuation after ``T1`` tokens.
+
+        Returns an :class:`~pyro_ssl.evaluation.Estimate`: mean and sd over the particle-filter
+        ``seeds`` for this one fitted model (Monte Carlo error of the evaluator, not the spread
+        over training seeds).
+        """
         self._check_fitted()
         return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, T1, num_particles, seeds)
 
