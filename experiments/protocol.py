@@ -427,6 +427,7 @@ def main(argv=None) -> int:
     p.add_argument("--T2", type=int, default=70)
     p.add_argument("--vocab-size", type=int, default=5000)
     p.add_argument("--split-seed", type=int, default=1, help="review shuffle seed (default 1; see the page)")
+    p.add_argument("--notes", default=None, help="hand-written markdown appended to the page (the discussion)")
     p.add_argument("--from-json", default=None,
                    help="re-render the page and plots from an existing protocol.json (no training)")
     p.add_argument("--quiet", action="store_true")
@@ -454,7 +455,10 @@ def main(argv=None) -> int:
     rel = {k: os.path.relpath(v, page.parent) for k, v in imgs.items()}
     rel["json"] = os.path.relpath(out / "protocol.json", page.parent)
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_page(res, command=res["settings"].get("command", "?"), data=args.data, images=rel))
+    text = render_page(res, command=res["settings"].get("command", "?"), data=args.data, images=rel)
+    if args.notes:
+        text += "\n" + Path(args.notes).read_text()
+    page.write_text(text)
     print(results_table(res))
     print(f"wrote {page}, {out / 'protocol.json'} and plots")
     return 0
