@@ -188,7 +188,7 @@ def test_scores(model: str, lm, split, filter_seeds) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the protocol
 def run_protocol(split, models=MODELS, *, scale: str = "full", seeds=(0, 1, 2), filter_seeds=(0, 1),
                  grids: dict | None = None, fixed: dict | None = None, progress: bool = True,
-                 out_dir=None, fitted: dict | None = None) -> dict:
+                 out_dir=None, fitted: dict | None = None, validate_only: bool = False) -> dict:
     """Select on validation, replicate over training seeds, score test once (module docstring).
 
     Returns a JSON-able dict: ``settings``, ``split`` (sizes), and per model ``candidates``
@@ -196,6 +196,8 @@ def run_protocol(split, models=MODELS, *, scale: str = "full", seeds=(0, 1, 2), 
     and ``runs`` (one per training seed: test scores, timing), plus ``summary`` rows.
     ``out_dir``: ``protocol.json`` is rewritten there after every model. ``fitted``: a dict
     that receives every final fitted model by ``(model, seed)`` (for plots of topics).
+    ``validate_only``: selection only (exploring a grid); no replicate is trained and no test
+    token is read.
     """
     grids = grids or GRIDS[scale]
     fixed = {**FIXED[scale], **(fixed or {})}
@@ -217,7 +219,7 @@ def run_protocol(split, models=MODELS, *, scale: str = "full", seeds=(0, 1, 2), 
         params, val_ppl, lm0, info0 = best
         chosen = {"params": params, "val_ppl": val_ppl, "epochs": info0.get("epochs")}
         runs = []
-        for s in seeds:
+        for s in ([] if validate_only else seeds):
             if s == seeds[0]:
                 lm, info = lm0, info0
             else:  # the SSL trains the chosen number of epochs; the LSTM stops early on validation again
@@ -235,7 +237,7 @@ def run_protocol(split, models=MODELS, *, scale: str = "full", seeds=(0, 1, 2), 
                 break
         result["models"][model] = {"candidates": cands, "chosen": chosen, "runs": runs,
                                    "seconds": time.perf_counter() - t_model}
-        result["summary"] = summarize(result)
+        result["summary"] = [] if validate_only else summarize(result)
         result["settings"]["seconds"] = time.perf_counter() - t_all
         if out_dir is not None:
             write_json(result, Path(out_dir) / "protocol.json")
@@ -284,13 +286,12 @@ def results_table(result: dict) -> str:
              "| held-out log lik / token |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in sorted(result["summary"], key=lambda r: r["unseen_ppl"]):
-        mc = ""
-        if row["model"] == "ssl":
-            mc = f" (MC sd {_f(row['unseen_ppl_mc_sd'], 2)})"
+        def mc(key, d):
+            return f" (MC sd {_f(row[key + '_mc_sd'], d)})" if row["model"] == "ssl" else ""
+
         cells = [LABELS[row["model"]], _params(row["params"]), _f(row["epochs"], 0) if row["epochs"] else "–",
-                 _f(row["val_ppl"]), _pm(row, "in_doc_ppl") + (f" (MC sd {_f(row['in_doc_ppl_mc_sd'], 2)})"
-                                                               if row["model"] == "ssl" else ""),
-                 _pm(row, "unseen_ppl") + mc, _pm(row, "heldout_ll", 4)]
+                 _f(row["val_ppl"]), _pm(row, "in_doc_ppl") + mc("in_doc_ppl", 2),
+                 _pm(row, "unseen_ppl") + mc("unseen_ppl", 2), _pm(row, "heldout_ll", 4) + mc("heldout_ll", 5)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -427,6 +428,10 @@ def main(argv=None) -> int:
     p.add_argument("--T2", type=int, default=70)
     p.add_argument("--vocab-size", type=int, default=5000)
     p.add_argument("--split-seed", type=int, default=1, help="review shuffle seed (default 1; see the page)")
+    p.add_argument("--grid", default=None, help='JSON overriding grids, e.g. \'{"ssl": {"K": [50]}}\'')
+    p.add_argument("--fixed", default=None, help='JSON overriding fixed settings, e.g. \'{"ssl_epochs": 60}\'')
+    p.add_argument("--validate-only", action="store_true",
+                   help="selection only: print every grid point's validation perplexity; no test token is read")
     p.add_argument("--notes", default=None, help="hand-written markdown appended to the page (the discussion)")
     p.add_argument("--from-json", default=None,
                    help="re-render the page and plots from an existing protocol.json (no training)")
@@ -444,8 +449,15 @@ def main(argv=None) -> int:
         texts = read_texts(args.data)
         split = protocol_split(texts, T1=args.T1, T2=args.T2, vocab_size=args.vocab_size, seed=args.split_seed,
                                **sizes)
-        res = run_protocol(split, args.models, scale="quick" if q else "full", seeds=seeds,
-                           filter_seeds=args.filter_seeds, progress=not args.quiet, out_dir=out)
+        scale = "quick" if q else "full"
+        grids = {**GRIDS[scale], **json.loads(args.grid or "{}")}
+        res = run_protocol(split, args.models, scale=scale, seeds=seeds, filter_seeds=args.filter_seeds,
+                           grids=grids, fixed=json.loads(args.fixed or "{}"), progress=not args.quiet, out_dir=out,
+                           validate_only=args.validate_only)
+        if args.validate_only:
+            write_json(res, out / "protocol.json")
+            print(candidates_table(res))
+            return 0
         res["settings"]["split_seed"] = args.split_seed
         res["settings"]["command"] = "OMP_NUM_THREADS=1 python experiments/protocol.py " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

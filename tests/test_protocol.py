@@ -168,3 +168,18 @@ def test_quick_variant_on_shared_sample(tmp_path):
     assert protocol.main(["--data", str(SHARED_CSV), "--out", str(out), "--page", str(page2),
                           "--from-json", str(out / "protocol.json"), "--quiet"]) == 0
     assert page2.read_text() == text
+
+
+def test_validate_only_reads_no_test_token(monkeypatch):
+    s = protocol_split(make_texts(40, seed=1), T1=20, T2=10, num_train=14, num_val=8, num_test=8, seed=0)
+    real = type(s).task
+
+    def val_only(self, name):
+        assert name == "val", f"read the {name} task"
+        return real(self, name)
+
+    monkeypatch.setattr(type(s), "task", val_only)
+    grids = {"unigram": {"beta": [0.01, 0.3]}, "kn": {"order": [1, 2], "discount": ["auto"]}}
+    res = protocol.run_protocol(s, ["unigram", "kn"], grids=grids, progress=False, validate_only=True)
+    assert res["summary"] == [] and all(r["runs"] == [] for r in res["models"].values())
+    assert [len(r["candidates"]) for r in res["models"].values()] == [2, 2]
