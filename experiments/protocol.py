@@ -328,13 +328,15 @@ def plot_results(result: dict, out_dir) -> dict[str, Path]:
     ax.figure.savefig(paths["test"], dpi=110, bbox_inches="tight", format="png")
 
     ax = Figure(figsize=(8, 4)).subplots()
-    drawn = False
+    drawn, values = False, []
     for model, r in result["models"].items():
         for c in r["candidates"]:
             if c.get("curve") and model in ("ssl", "lstm"):
                 xs, ys = zip(*c["curve"])
                 ax.plot(xs, ys, "-o" if model == "ssl" else "--", ms=3, label=f"{model} {_params(c['params'])}")
-                drawn = True
+                drawn, values = True, values + [v for v in ys if math.isfinite(v)]
+    if values:  # the LSTM's first epochs sit near V: keep the part where models differ in view
+        ax.set_ylim(0.95 * min(values), min(max(values), 2.0 * min(values)) * 1.02)
     ax.set(xlabel="epoch", ylabel="validation perplexity",
            title="validation curves (SSL: completion; LSTM LM: whole review)")
     if drawn:
