@@ -80,8 +80,11 @@ FIXED = {
 }
 
 
-def grid_points(space: dict[str, list]) -> list[dict[str, Any]]:
-    """Every combination of a grid, in a fixed order."""
+def grid_points(space: dict[str, list] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every combination of a grid (``{name: values}``), in a fixed order; a list of dicts is
+    taken as the explicit points."""
+    if isinstance(space, list):
+        return [dict(p) for p in space]
     keys = list(space)
     return [dict(zip(keys, vals)) for vals in itertools.product(*(space[k] for k in keys))]
 

@@ -183,3 +183,8 @@ def test_validate_only_reads_no_test_token(monkeypatch):
     res = protocol.run_protocol(s, ["unigram", "kn"], grids=grids, progress=False, validate_only=True)
     assert res["summary"] == [] and all(r["runs"] == [] for r in res["models"].values())
     assert [len(r["candidates"]) for r in res["models"].values()] == [2, 2]
+
+
+def test_grid_points():
+    assert protocol.grid_points({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    assert protocol.grid_points([{"K": 50}, {"K": 10, "beta": 0.01}]) == [{"K": 50}, {"K": 10, "beta": 0.01}]
