@@ -73,8 +73,8 @@ GRIDS: dict[str, dict[str, dict[str, list]]] = {
 }
 #: Fixed settings per scale: caps that validation early stopping works under, and scoring.
 FIXED = {
-    "full": {"ssl_epochs": 30, "ssl_eval_every": 5, "curve_particles": 100, "test_particles": 500,
-             "lstm_max_epochs": 40, "lstm_patience": 4, "hmm_iters": 100, "lda_passes": 10},
+    "full": {"ssl_epochs": 60, "ssl_eval_every": 10, "curve_particles": 100, "test_particles": 500,
+             "lstm_max_epochs": 60, "lstm_patience": 4, "hmm_iters": 100, "lda_passes": 10},
     "quick": {"ssl_epochs": 4, "ssl_eval_every": 2, "curve_particles": 50, "test_particles": 100,
               "lstm_max_epochs": 4, "lstm_patience": 2, "hmm_iters": 20, "lda_passes": 2},
 }
