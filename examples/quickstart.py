@@ -18,7 +18,7 @@ import torch
 import pyro_ssl
 from pyro_ssl import plots
 from pyro_ssl.baselines import UnigramLM
-from pyro_ssl.data import Corpus, gensim_corpus_texts
+from pyro_ssl.data import Corpus, gensim_corpus_texts, tokenize
 from pyro_ssl.evaluation import perplexity
 
 
@@ -33,16 +33,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = Path(args.out)
 
-    texts = gensim_corpus_texts("lee_background")
+    texts = [t for t in gensim_corpus_texts("lee_background") if len(tokenize(t)) >= args.prefix + 20]
+    # Split by document first, then build the vocabulary from the training documents only.
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    n_test = round(0.15 * len(texts))
     # Content words only: without the filter the most probable words of every topic are
     # "the", "." and ",". Filtering removes the dropped words from the text (as gensim's
     # doc2bow ignores them), so documents get shorter.
-    corpus = Corpus.from_texts(texts, vocab_size=2000, no_below=3, no_above=0.5, stopwords=True)
-    corpus = corpus.filter_min_length(args.prefix + 20).truncate(150)
-    train, test = corpus.split(test_size=0.15, seed=args.seed)
+    train = Corpus.from_texts([texts[i] for i in order[n_test:]], vocab_size=2000, no_below=3, no_above=0.5,
+                              stopwords=True)
+    test = Corpus.from_texts([texts[i] for i in order[:n_test]], vocab=train.vocab)
+    train = train.filter_min_length(args.prefix + 20).truncate(150)
+    test = test.filter_min_length(args.prefix + 20).truncate(150)
     train, valid = train.split(test_size=0.1, seed=args.seed)
     print(f"Lee corpus: {len(train)} training / {len(valid)} validation / {len(test)} test documents, "
-          f"V={corpus.V}, {train.num_tokens} training tokens")
+          f"V={train.V} (from training documents only), {train.num_tokens} training tokens")
 
     t0 = time.perf_counter()
     # The validation documents' completion perplexity, every 2 epochs with 50 filter particles,
@@ -60,12 +65,14 @@ def main(argv=None):
 
     tokens, lengths = test.padded()
     est = model.completion_perplexity(tokens, lengths, T1=args.prefix, num_particles=100, seeds=(0, 1, 2))
-    uni = UnigramLM(beta=0.1).fit([train[i] for i in range(len(train))], corpus.V)
+    uni = UnigramLM(beta=0.1).fit([train[i] for i in range(len(train))], train.V)
     held = (lengths - args.prefix).clamp_min(0).sum()
     uni_ppl = perplexity(float(uni.completion_log_likelihood(tokens, lengths, args.prefix).sum()), int(held))
     print(f"\nHeld-out completion perplexity (first {args.prefix} tokens observed, {int(held)} tokens scored):")
-    print(f"  SSL K={args.topics}: {est}")
-    print(f"  unigram    : {uni_ppl:.2f}")
+    print(f"  SSL K={args.topics}: {est.mean:.2f} ± {est.std:.2f} (± = sd over {len(est.values)} particle-filter "
+          f"seeds, the evaluator's Monte Carlo error for this one training seed, not the spread over "
+          f"training seeds; docs/results.md reports both)")
+    print(f"  unigram    : {uni_ppl:.2f} (deterministic)")
 
     # Figures and the report (pyro_ssl.plots draws headless; the report inlines its figures).
     order = model.topic_order()[:10]

@@ -1,5 +1,9 @@
 """One comparison harness: the SSL against the baselines on the same completion split (SPEC 4).
 
+Fixed settings on one split, no model selection: a tool for experiments on a given
+configuration. The numbers of ``docs/results.md`` come from ``experiments/protocol.py``
+instead, which chooses every setting on validation reviews and scores test once.
+
 :func:`compare` is one loop over models. Every model comes from a factory
 (:func:`model_factories`: name -> ``factory(K, seed)``), is fitted on ``split.train`` (the
 observed prefixes: the same tokens, vocabulary and ``<unk>`` handling for all) with
@@ -14,7 +18,8 @@ observed prefixes: the same tokens, vocabulary and ``<unk>`` handling for all) w
 * ``lstm``: :class:`~pyro_ssl.baselines.LSTMLanguageModel` (early stopping on a validation part
   of the *training* prefixes; its curve is that validation perplexity);
 * ``lda``: :class:`~pyro_ssl.baselines.LDABaseline` (gensim; mixture folded in on the prefix);
-* ``unigram``: :class:`~pyro_ssl.baselines.UnigramLM` (deterministic, so fitted once).
+* ``unigram``: :class:`~pyro_ssl.baselines.UnigramLM` (deterministic, so fitted once);
+* ``kn``: :class:`~pyro_ssl.baselines.KneserNey` (interpolated Kneser-Ney; deterministic).
 
 Models with topics or states take every ``K`` in ``K_values``; stochastic models are
 replicated over ``seeds`` (mean and sample sd). Models with ``top_words`` (SSL, LDA) also get
@@ -40,17 +45,17 @@ from typing import Any, Callable
 import torch
 
 import pyro_ssl
-from pyro_ssl.baselines import HMM, LDABaseline, LSTMLanguageModel, UnigramLM, perplexity
+from pyro_ssl.baselines import HMM, KneserNey, LDABaseline, LSTMLanguageModel, UnigramLM, perplexity
 from pyro_ssl.io import jsonable
 
 __all__ = ["MODELS", "RunRecord", "ComparisonResult", "compare", "model_factories", "describe",
            "reference_texts", "main"]
 
 #: model names accepted by :func:`compare`; the ones in ``TOPIC_MODELS`` take ``K``.
-MODELS = ("ssl", "hmm", "lstm", "lda", "unigram")
+MODELS = ("ssl", "hmm", "lstm", "lda", "unigram", "kn")
 TOPIC_MODELS = ("ssl", "hmm", "lda")
-_STOCHASTIC = ("ssl", "hmm", "lstm", "lda")
-_LABELS = {"ssl": "SSL", "hmm": "HMM", "lstm": "LSTM LM", "lda": "LDA", "unigram": "unigram"}
+_STOCHASTIC = ("ssl", "hmm", "lstm", "lda")  # unigram and kn are fitted once
+_LABELS = {"ssl": "SSL", "hmm": "HMM", "lstm": "LSTM LM", "lda": "LDA", "unigram": "unigram", "kn": "Kneser-Ney"}
 _CURVE_KEYS = ("completion_ppl", "val_ppl")  # per-epoch history keys drawn as curves
 
 
@@ -282,6 +287,7 @@ def model_factories(*, ssl_epochs: int, eval_particles: int, vocabulary: list[st
         "lstm": lambda K, seed: LSTMLanguageModel(seed=seed, **lstm),
         "lda": lambda K, seed: LDABaseline(K, seed=seed, vocabulary=vocabulary, **opt["lda"]),
         "unigram": lambda K, seed: UnigramLM(**opt["unigram"]),
+        "kn": lambda K, seed: KneserNey(**opt["kn"]),
     }
 
 
@@ -418,7 +424,7 @@ def compare(split, models=("ssl", "unigram"), K_values=(10, 50, 100), seeds=(0, 
     models, K_values, seeds = _checked(models, K_values, seeds, on_error)
     curve_particles = int(curve_particles or eval_particles)
     options = {"ssl": dict(ssl_kwargs or {}), "lstm": dict(lstm_kwargs or {}), "hmm": dict(hmm_kwargs or {}),
-               "lda": dict(lda_kwargs or {}), "unigram": dict(unigram_kwargs or {})}
+               "lda": dict(lda_kwargs or {}), "unigram": dict(unigram_kwargs or {}), "kn": {}}
 
     train, V, T1 = split.train, int(split.train.V), int(split.T1)
     tokens, lengths = split.eval_tokens, split.eval_lengths

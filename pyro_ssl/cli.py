@@ -345,6 +345,8 @@ def cmd_evaluate(args) -> int:
         print(f"documents: {results['documents']}  tokens: {results['tokens']}  particles: {args.particles}  "
               f"seeds: {len(args.seeds)}")
         print(f"held-out log likelihood per token: {ll['mean']:.4f} ± {ll['std']:.4f}")
+        print("(± is the sd over particle-filter seeds: the evaluator's Monte Carlo error for this one "
+              "fitted model, not the spread over training seeds)")
         if "completion_perplexity" in results:
             c = results["completion_perplexity"]
             print(f"completion perplexity (T1={args.T1}, {results['completion_documents']} documents, "

@@ -536,7 +536,9 @@ class SSL(LanguageModel):
 
         Each seed gives ``sum_d log Zhat_d / N`` over the ``N`` tokens of ``data``
         (``log Zhat_d`` estimates ``log p(x_d)``, biased low by about half its variance);
-        the :class:`~pyro_ssl.evaluation.Estimate` holds the mean and spread over seeds.
+        the :class:`~pyro_ssl.evaluation.Estimate` holds the mean and sd over the particle-filter
+        ``seeds`` (the evaluator's Monte Carlo error; refit with other training seeds for the
+        spread between training runs).
         hmmlearn's ``score`` is the *total* ``log p(X)``; ``per_token=False`` returns that
         (the per-token value times ``N``). ``perplexity`` is ``exp(-per-token score)``.
         ``num_particles`` defaults to the ``eval_particles`` setting.
@@ -582,7 +584,9 @@ class SSL(LanguageModel):
 
         ``tokens``: ``(D, T)`` integer ids (or a list of token-id lists), ``lengths``: ``(D,)``
         (``None`` with lists: their lengths); at least one document must be longer than ``T1``.
-        ``num_particles`` defaults to the ``eval_particles`` setting.
+        ``num_particles`` defaults to the ``eval_particles`` setting. Returns an
+        :class:`~pyro_ssl.evaluation.Estimate`: mean and sd over the particle-filter ``seeds`` for
+        this one fitted model (Monte Carlo error of the evaluator, not the spread over training seeds).
         """
         self._check_fitted()
         tokens, lengths, T1 = _check_completion(tokens, lengths, T1, self.V)

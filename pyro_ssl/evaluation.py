@@ -27,7 +27,12 @@ __all__ = [
 
 @dataclass
 class Estimate:
-    """A replicated Monte Carlo estimate: ``mean``, ``std`` over seeds, and every value."""
+    """A replicated Monte Carlo estimate of *one fitted model*: ``mean`` and ``std`` over
+    particle-filter seeds, and every value.
+
+    ``std`` is the evaluator's Monte Carlo error only; it says nothing about how much the score
+    varies between training runs (training seeds), which ``docs/results.md`` reports apart.
+    """
 
     mean: float
     std: float
@@ -38,7 +43,8 @@ class Estimate:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.mean:.2f} ± {self.std:.2f} (P={self.num_particles}, {len(self.values)} seeds)"
+        return (f"{self.mean:.2f} ± {self.std:.2f} (sd over {len(self.values)} particle-filter seeds, "
+                f"P={self.num_particles}: the evaluator's Monte Carlo error, not training-seed spread)")
 
 
 @torch.no_grad()

@@ -75,7 +75,7 @@ def simulate_hmm(pi0, A, B, n_docs, T, seed):
 def test_perplexity_helper_and_registry():
     assert perplexity(-2 * math.log(4.0), 2) == pytest.approx(4.0, rel=1e-12)
     assert perplexity(torch.tensor([-math.log(2.0), -math.log(8.0)], dtype=DT), 2) == pytest.approx(4.0, rel=1e-12)
-    assert set(BASELINES) == {"unigram", "hmm", "lstm", "lda"}
+    assert set(BASELINES) == {"unigram", "hmm", "kn", "lstm", "lda"}
     assert all(issubclass(cls, LanguageModel) for cls in BASELINES.values())
     tok, L = pad_docs([[1, 2, 3], [4]])
     assert tok.tolist() == [[1, 2, 3], [4, 0, 0]] and L.tolist() == [3, 1]
@@ -212,6 +212,24 @@ def test_hmm_chunked_em_equals_single_batch():
     assert torch.get_num_threads() == 1  # num_threads is restored (module fixture set 1)
 
 
+def test_hmm_restarts_keep_the_best_objective():
+    rs = np.random.RandomState(5)
+    docs = [list(rs.randint(0, 9, size=n)) for n in (17, 11, 22, 14, 19, 9)]
+    runs = [HMM(K=3, n_iter=15, seed=s).fit(docs, vocab_size=9) for s in (21, 22, 23)]
+    best = HMM(K=3, n_iter=15, seed=7, restarts=3).fit(docs, vocab_size=9)  # starts 7 * 3 + r
+    finals = [r.history[-1] for r in runs]
+    assert best.restart_objectives == pytest.approx(finals)
+    i = int(np.argmax(finals))
+    assert best.best_restart_seed == 21 + i and best.history == runs[i].history
+    assert torch.equal(best.log_B, runs[i].log_B) and torch.equal(best.log_A, runs[i].log_A)
+    assert len(set(np.round(finals, 6))) > 1  # the starts really differ
+    # another training seed restarts from disjoint initialisations
+    other = HMM(K=3, n_iter=15, seed=8, restarts=3).fit(docs, vocab_size=9)
+    assert other.best_restart_seed in (24, 25, 26)
+    with pytest.raises(ValueError):
+        HMM(K=2, restarts=0)
+
+
 # --------------------------------------------------------------------------- LSTM LM
 def cyclic_docs(n_docs, length, V, seed):
     rs = np.random.RandomState(seed)
@@ -278,6 +296,18 @@ def test_lstm_early_stopping_uses_training_docs_only(lstm_fit):
         assert len(hist) - 1 - best == lm.patience
 
 
+def test_lstm_val_docs_train_on_all_documents():
+    V = 5
+    docs, val = cyclic_docs(12, 15, V, seed=2), cyclic_docs(4, 15, V, seed=3)
+    lm = LSTMLanguageModel(embed_dim=8, hidden_size=8, lr=1e-2, batch_size=4, max_epochs=3, patience=1,
+                           val_fraction=0.5, seed=0).fit(docs, vocab_size=V, val_docs=val)
+    # every training document is trained on; early stopping reads the separate documents only
+    assert lm.train_indices == list(range(12)) and lm.val_indices == list(range(12, 16))
+    tok, L = pad_docs(val)
+    best = min(r["val_ppl"] for r in lm.history)
+    assert perplexity(lm.log_likelihood(tok, L).sum(), int(L.sum())) == pytest.approx(best, rel=1e-4)
+
+
 # --------------------------------------------------------------------------- LDA
 def two_type_corpus(n_docs, length, seed):
     """Type-0 documents use words 0..9, type-1 documents words 10..19 (uniformly)."""
@@ -333,3 +363,20 @@ def test_lda_completion_uses_prefix_only_and_beats_unigram(lda_fit):
     # ideal values: 10 for LDA (one vocabulary of 10 words), 20 for the unigram model
     assert lda_ppl < 11.0 and uni_ppl > 19.0
     assert lda_ppl < 0.6 * uni_ppl
+
+
+def test_lda_chain_rule_scoring(lda_fit):
+    """scoring="chain": every held-out token gets the mixture folded in from all earlier tokens,
+    exactly token_log_probs' running mixture (the chain rule the other models use)."""
+    lda, _ = lda_fit
+    chain = LDABaseline(K=2, scoring="chain")
+    chain.__dict__.update({k: v for k, v in lda.__dict__.items() if k != "scoring"})
+    tok, L = pad_docs(two_type_corpus(6, 30, seed=2))
+    L[1] = 25
+    T1 = 20
+    got = chain.completion_log_likelihood(tok, L, T1)
+    running = lda.token_log_probs(tok, L, T1=None)
+    assert torch.allclose(got, running[:, T1:].sum(1), atol=1e-10)
+    assert not torch.allclose(got, lda.completion_log_likelihood(tok, L, T1), atol=1e-6)
+    with pytest.raises(ValueError):
+        LDABaseline(K=2, scoring="other")

@@ -139,3 +139,13 @@ def test_cli(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| HMM | 2 |" in printed and "| unigram |" in printed
     assert (tmp_path / "o" / "results.json").is_file() and (tmp_path / "o" / "perplexity.png").is_file()
+
+
+def test_kneser_ney_is_a_deterministic_model(split):
+    res = compare(split, ["kn", "unigram"], K_values=[2], seeds=[0, 1], progress=False, topic_quality=False,
+                  on_error="raise")
+    assert [(r.model, r.seed) for r in res.runs] == [("kn", None), ("unigram", None)]
+    from pyro_ssl.baselines import KneserNey
+    kn = KneserNey().fit(split.train.tolist(), split.train.V)
+    ll = kn.completion_log_likelihood(split.eval_tokens, split.eval_lengths, split.T1).sum()
+    assert res.runs[0].ppl == pytest.approx(perplexity(float(ll), split.T2 * len(split.train)))

@@ -7,6 +7,7 @@ lengths) -> (B, T)``, ``completion_log_likelihood(tokens, lengths, T1) -> (B,)``
 
 from .base import LanguageModel, intra_op_threads, length_mask, pad_docs, perplexity
 from .hmm import HMM
+from .kneser_ney import KneserNey
 from .lda import LDABaseline
 from .lstm_lm import LSTMLanguageModel
 from .unigram import UnigramLM
@@ -14,6 +15,7 @@ from .unigram import UnigramLM
 BASELINES = {
     "unigram": UnigramLM,
     "hmm": HMM,
+    "kn": KneserNey,
     "lstm": LSTMLanguageModel,
     "lda": LDABaseline,
 }
@@ -26,6 +28,7 @@ __all__ = [
     "intra_op_threads",
     "UnigramLM",
     "HMM",
+    "KneserNey",
     "LSTMLanguageModel",
     "LDABaseline",
     "BASELINES",

@@ -50,6 +50,12 @@ class HMM(LanguageModel):
         tol: stop when the penalised objective improves by less than ``tol`` nats per
             training token between iterations.
         seed: seeds the random initialisation (numpy ``RandomState``).
+        restarts: EM runs from the initialisations seeded ``seed * restarts + r`` for
+            ``r < restarts`` (disjoint across ``seed``s, so training seeds stay independent
+            replicates; ``seed`` itself when ``restarts == 1``); the run with the highest final
+            penalised training objective is kept (EM finds a local optimum; several starts
+            make the baseline less of a lottery). Its start seed is ``best_restart_seed``;
+            ``restart_objectives`` holds every run's final objective.
         dtype: floating dtype of the parameters and recursions (float64 by default).
         chunk_size: documents per E-step batch (bounds memory at ``chunk * T * K``).
         init_self_transition: weight of the identity in the initial transition matrix
@@ -78,6 +84,7 @@ class HMM(LanguageModel):
         n_iter: int = 100,
         tol: float = 1e-4,
         seed: int = 0,
+        restarts: int = 1,
         dtype: torch.dtype = torch.float64,
         chunk_size: int = 2048,
         init_self_transition: float = 0.5,
@@ -94,6 +101,11 @@ class HMM(LanguageModel):
         self.n_iter = int(n_iter)
         self.tol = float(tol)
         self.seed = int(seed)
+        if int(restarts) < 1:
+            raise ValueError("restarts must be >= 1")
+        self.restarts = int(restarts)
+        self.best_restart_seed = self.seed
+        self.restart_objectives: list[float] = []
         self.dtype = dtype
         self.chunk_size = int(chunk_size)
         if not 0.0 <= init_self_transition < 1.0:
@@ -135,7 +147,7 @@ class HMM(LanguageModel):
         model.vocab_size = int(V)
         return model
 
-    def _init_params(self, counts: torch.Tensor, device: torch.device) -> None:
+    def _init_params(self, counts: torch.Tensor, device: torch.device, seed: int | None = None) -> None:
         """Random symmetry-breaking initialisation (seeded).
 
         Emissions: the smoothed unigram distribution times independent Dirichlet(1)
@@ -147,7 +159,7 @@ class HMM(LanguageModel):
         plateau (slow enough that the ``tol`` test can stop it there). Initial state:
         Dirichlet(10), near uniform.
         """
-        rs = np.random.RandomState(self.seed)
+        rs = np.random.RandomState(self.seed if seed is None else seed)
         K, V = self.K, counts.numel()
         unigram = (counts.cpu().numpy() + self.beta) / (counts.sum().item() + V * self.beta)
         noise = rs.gamma(1.0, size=(K, V))  # normalised Exp(1) draws = Dirichlet(1)
@@ -266,12 +278,23 @@ class HMM(LanguageModel):
         """Baum-Welch on the training documents.
 
         Keyword args: ``init_params=(log_pi0, log_A, log_B)`` to start from given
-        parameters instead of the random initialisation.
+        parameters instead of the random initialisation (one run, no restarts).
         """
         with intra_op_threads(self.num_threads if self.num_threads is not None else get_threads()):
-            return self._fit(docs, vocab_size, **kw)
+            runs = 1 if kw.get("init_params") is not None else self.restarts
+            best, self.restart_objectives = None, []
+            for r in range(runs):
+                start = self.seed * runs + r
+                self._fit(docs, vocab_size, seed=start, **kw)
+                self.restart_objectives.append(self.history[-1])
+                if best is None or self.history[-1] > best[0]:
+                    best = (self.history[-1], start, self.log_pi0, self.log_A, self.log_B,
+                            self.history, self.loglik_history, self.converged)
+            (_, self.best_restart_seed, self.log_pi0, self.log_A, self.log_B, self.history,
+             self.loglik_history, self.converged) = best
+            return self
 
-    def _fit(self, docs: DocList, vocab_size: int, **kw) -> "HMM":
+    def _fit(self, docs: DocList, vocab_size: int, seed: int | None = None, **kw) -> "HMM":
         tokens_all, lengths_all = pad_docs(docs)
         V = int(vocab_size)
         self.vocab_size = V
@@ -286,7 +309,7 @@ class HMM(LanguageModel):
                 torch.log_softmax(p.detach().to(device, self.dtype), dim=-1) for p in init
             )
         else:
-            self._init_params(counts, device)
+            self._init_params(counts, device, seed)
         # sort by length so each chunk is padded only to its own longest document
         order = torch.argsort(lengths_all, descending=True)
         chunks = []
@@ -422,5 +445,5 @@ class HMM(LanguageModel):
         return (self.K - 1) + self.K * (self.K - 1) + self.K * (V - 1)
 
     def __repr__(self) -> str:  # pragma: no cover - cosmetic
-        return f"HMM(K={self.K}, beta={self.beta}, alpha={self.alpha})"
+        return f"HMM(K={self.K}, beta={self.beta}, alpha={self.alpha}, restarts={self.restarts})"
 

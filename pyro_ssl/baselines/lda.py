@@ -1,9 +1,16 @@
 """LDA (gensim) as a document-completion baseline.
 
-LDA is exchangeable within a document, so its completion score is
-``p(x_t | x_{<T1}) = sum_k theta_k(x_{<T1}) phi_k[x_t]`` for every held-out token, with
-the mixture ``theta`` folded in from the observed prefix only (variational posterior
-mean of gensim's ``inference``). Held-out tokens never inform ``theta``.
+Two completion scores (``scoring``):
+
+* ``"chain"`` (the chain rule every other model uses): ``p(x_t | x_{<t}) = sum_k
+  theta_k(x_{<t}) phi_k[x_t]`` for each held-out token, the mixture folded in from *all*
+  earlier tokens, the already scored continuation included (one fold-in per step);
+* ``"prefix"``: every held-out token gets the mixture folded in from the observed prefix
+  ``x_{<T1}`` only, ``p(x_t | x_{<T1})``. This is not a chain-rule likelihood of the
+  continuation (later tokens do not see earlier held-out ones), so it is not comparable with
+  the other models' scores.
+
+The mixture is the variational posterior mean of gensim's ``inference``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ class LDABaseline(LanguageModel):
             :meth:`top_words`); defaults to ``str(i)``.
         chunksize: gensim chunk size. gensim_kwargs: extra keyword arguments for
             ``LdaModel``.
+        scoring: ``"prefix"`` or ``"chain"``, the rule of :meth:`completion_log_likelihood`
+            (module docstring).
 
     Fitted attributes:
         model: the ``gensim.models.LdaModel``.
@@ -53,7 +62,11 @@ class LDABaseline(LanguageModel):
         vocabulary: Optional[Sequence[str]] = None,
         chunksize: int = 2000,
         gensim_kwargs: Optional[dict] = None,
+        scoring: str = "prefix",
     ):
+        if scoring not in ("prefix", "chain"):
+            raise ValueError("scoring must be 'prefix' or 'chain'")
+        self.scoring = scoring
         self.K = int(K)
         self.passes = int(passes)
         self.iterations = int(iterations)
@@ -154,18 +167,23 @@ class LDABaseline(LanguageModel):
         tok_cpu = tokens.cpu()
         out = torch.zeros(B, T, dtype=torch.float64)
         last = T if T1 is None else min(T1, T)
-        # running mixture for t < last: theta from x_{<t}
-        for t in range(last):
-            live = [b for b in range(B) if t < int(lengths[b])]
+        self._running_scores(tok_cpu, lengths.cpu(), 0, last, out)
+        if T1 is not None and T1 < T:
+            out[:, T1:] = self._prefix_scores(tok_cpu, lengths.cpu(), T1)
+        return torch.where(mask.cpu(), out, torch.zeros_like(out)).to(tokens.device)
+
+    def _running_scores(self, tok_cpu: torch.Tensor, lengths: torch.Tensor, start: int, stop: int,
+                        out: torch.Tensor) -> None:
+        """Write ``log p(x_t | theta(x_{<t}))`` into ``out (B, T)`` for ``start <= t < stop`` at
+        real tokens: one batched fold-in per step (the chain rule)."""
+        for t in range(start, stop):
+            live = [b for b in range(tok_cpu.shape[0]) if t < int(lengths[b])]
             if not live:
                 continue
             theta = self.infer_theta([tok_cpu[b, :t] for b in live])
             p = self.predictive(theta)
             w = tok_cpu[live, t]
             out[live, t] = torch.log(p.gather(1, w.unsqueeze(1)).squeeze(1))
-        if T1 is not None and T1 < T:
-            out[:, T1:] = self._prefix_scores(tok_cpu, lengths.cpu(), T1)
-        return torch.where(mask.cpu(), out, torch.zeros_like(out)).to(tokens.device)
 
     def _prefix_scores(self, tok_cpu: torch.Tensor, lengths: torch.Tensor, T1: int) -> torch.Tensor:
         """``(B, T - T1)`` log p of tokens ``t >= T1`` under the prefix mixture (padding
@@ -180,16 +198,23 @@ class LDABaseline(LanguageModel):
         return logp.gather(1, safe)
 
     def completion_log_likelihood(self, tokens: torch.Tensor, lengths: torch.Tensor, T1: int) -> torch.Tensor:
-        """``(B,)`` float64: ``sum_{T1 <= t < L} log sum_k theta_k(x_{<T1}) phi_k[x_t]``.
+        """``(B,)`` float64 log likelihood of tokens ``T1 <= t < L``.
 
-        One fold-in per document from the observed prefix only.
+        ``scoring="prefix"``: ``sum_t log sum_k theta_k(x_{<T1}) phi_k[x_t]`` (one fold-in per
+        document from the observed prefix only); ``scoring="chain"``: ``sum_t log sum_k
+        theta_k(x_{<t}) phi_k[x_t]`` (one fold-in per step).
         """
         self._check_batch(tokens, lengths, self.vocab_size)
         B, T = tokens.shape
         if T1 >= T:
             return torch.zeros(B, dtype=torch.float64, device=tokens.device)
         tok_cpu, L = tokens.cpu(), lengths.cpu()
-        scores = self._prefix_scores(tok_cpu, L, T1)
+        if self.scoring == "chain":
+            full = torch.zeros(B, T, dtype=torch.float64)
+            self._running_scores(tok_cpu, L, T1, T, full)
+            scores = full[:, T1:]
+        else:
+            scores = self._prefix_scores(tok_cpu, L, T1)
         held = length_mask(L, T)[:, T1:]
         return torch.where(held, scores, torch.zeros_like(scores)).sum(1).to(tokens.device)
 

@@ -78,7 +78,8 @@ class LSTMLanguageModel(LanguageModel):
         net: the :class:`LSTMNet`.
         history: list of dicts ``{epoch, train_loss, val_ppl, seconds}`` (``val_ppl`` is
             ``nan`` without a validation split).
-        train_indices, val_indices: indices into the ``docs`` passed to :meth:`fit`.
+        train_indices, val_indices: indices into the ``docs`` passed to :meth:`fit` (with
+            ``val_docs``: ``val_indices`` count on from ``len(docs)``).
         best_epoch: epoch whose weights were restored.
     """
 
@@ -156,15 +157,24 @@ class LSTMLanguageModel(LanguageModel):
             n += int(L.sum())
         return math.exp(total / max(n, 1))
 
-    def fit(self, docs: DocList, vocab_size: int, **kw) -> "LSTMLanguageModel":
-        """Train on ``docs`` (training documents only; the validation split is drawn
-        from them)."""
-        with intra_op_threads(self.num_threads if self.num_threads is not None else get_threads()):
-            return self._fit(docs, vocab_size)
+    def fit(self, docs: DocList, vocab_size: int, val_docs: DocList | None = None, **kw) -> "LSTMLanguageModel":
+        """Train on ``docs``.
 
-    def _fit(self, docs: DocList, vocab_size: int) -> "LSTMLanguageModel":
+        Without ``val_docs`` the early-stopping split is ``val_fraction`` of ``docs`` (so the
+        model trains on the rest). With ``val_docs`` (separate validation documents, e.g. the
+        protocol's validation reviews) it trains on *all* of ``docs`` and stops early on
+        ``val_docs``; ``val_fraction`` is then ignored.
+        """
+        with intra_op_threads(self.num_threads if self.num_threads is not None else get_threads()):
+            return self._fit(docs, vocab_size, val_docs)
+
+    def _fit(self, docs: DocList, vocab_size: int, val_docs: DocList | None = None) -> "LSTMLanguageModel":
         seqs = [d.detach().reshape(-1).long() if isinstance(d, torch.Tensor)
                 else torch.as_tensor(list(d), dtype=torch.long) for d in docs]
+        n_train = len(seqs)
+        if val_docs is not None:  # appended after the training documents, indexed from n_train
+            seqs += [d.detach().reshape(-1).long() if isinstance(d, torch.Tensor)
+                     else torch.as_tensor(list(d), dtype=torch.long) for d in val_docs]
         if self.device is not None:
             device = self.device
         elif len(docs) > 0 and isinstance(docs[0], torch.Tensor):
@@ -181,7 +191,10 @@ class LSTMLanguageModel(LanguageModel):
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(self.seed)  # dropout and initialisation
             gen = torch.Generator().manual_seed(self.seed)  # split and shuffling
-            self.train_indices, self.val_indices = self._split(len(seqs), gen)
+            if val_docs is None:
+                self.train_indices, self.val_indices = self._split(n_train, gen)
+            else:
+                self.train_indices, self.val_indices = list(range(n_train)), list(range(n_train, len(seqs)))
             self.net = LSTMNet(vocab_size, self.embed_dim, self.hidden_size, self.num_layers, self.dropout).to(device)
             opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
             best_ppl, best_state, bad = math.inf, None, 0

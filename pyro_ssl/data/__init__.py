@@ -12,6 +12,7 @@ Typical use::
 from .completion import CompletionSplit, completion_split
 from .corpus import Corpus
 from .loaders import ReadStats, check_text_file, gensim_corpus_texts, load_corpus, read_texts
+from .protocol import ProtocolSplit, protocol_split
 from .stopwords import english_stopwords
 from .tokenize import tokenize
 from .vocabulary import UNK_TOKEN, Vocabulary
@@ -25,6 +26,8 @@ __all__ = [
     "Corpus",
     "CompletionSplit",
     "completion_split",
+    "ProtocolSplit",
+    "protocol_split",
     "ReadStats",
     "read_texts",
     "load_corpus",
