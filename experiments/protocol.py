@@ -45,6 +45,9 @@ import pyro_ssl
 from pyro_ssl.baselines import HMM, KneserNey, LDABaseline, LSTMLanguageModel, UnigramLM, perplexity
 from pyro_ssl.io import jsonable
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from comparison import _mean_sd  # noqa: E402  (one mean-and-sd for both harnesses)
+
 __all__ = ["MODELS", "GRIDS", "run_protocol", "render_page", "plot_results", "main"]
 
 MODELS = ("unigram", "kn", "hmm", "lstm", "lda", "ssl")
@@ -87,15 +90,6 @@ def grid_points(space: dict[str, list] | list[dict[str, Any]]) -> list[dict[str,
         return [dict(p) for p in space]
     keys = list(space)
     return [dict(zip(keys, vals)) for vals in itertools.product(*(space[k] for k in keys))]
-
-
-def _mean_sd(values) -> tuple[float, float, int]:
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not vals:
-        return math.nan, math.nan, 0
-    m = sum(vals) / len(vals)
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return m, sd, len(vals)
 
 
 # ---------------------------------------------------------------------------- models
