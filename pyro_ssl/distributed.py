@@ -305,6 +305,10 @@ def fit_distributed(
             dist.destroy_process_group()
 
 
+_RUN_KEYS = {"dtype", "checkpoint_dir", "resume", "progress", "log", "return_paths", "device", "backend"}
+"""Arguments of :func:`fit_distributed` that are not settings of :class:`~pyro_ssl.SSL`."""
+
+
 def _local_worker(rank: int, workers: int, init_method: str, data_dir: str, out: str, kwargs: dict) -> None:
     fit_distributed(data_dir, rank=rank, world_size=workers, init_method=init_method, backend="gloo",
                     device="cpu", out=out, **kwargs)
@@ -346,8 +350,6 @@ def fit_workers(data, workers: int, K: int | None = None, epochs: int | None = N
         mp.spawn(_local_worker, args=(workers, init_method, str(corpus.path), out, kwargs), nprocs=workers, join=True)
         return SSL.load(out)
 
-
-_RUN_KEYS = {"dtype", "checkpoint_dir", "resume", "progress", "log", "return_paths", "device", "backend"}
 
 
 # ---------------------------------------------------------------------------- command line

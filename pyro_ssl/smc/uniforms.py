@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 _MASK64 = (1 << 64) - 1
-_M32 = 0xFFFFFFFF
 
 STREAMS = {"sweep": 1, "init": 2, "dropout": 3, "order": 4, "phi": 5}
 """Stream tags keeping the uses of one seed apart."""
@@ -66,17 +65,22 @@ def _splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def mix_key(*parts: int | str) -> int:
-    """A 63-bit generator seed from integer (or stream-name) parts, order-sensitive.
-
-    Platform-independent (pure integer arithmetic), unlike Python's ``hash``.
-    """
+def _absorb(parts) -> int:
+    """The 64-bit hash state after absorbing ``parts`` in order (the body of :func:`mix_key`)."""
     h = 0x243F6A8885A308D3
     for p in parts:
         if isinstance(p, str):
             p = STREAMS[p] if p in STREAMS else int.from_bytes(p.encode()[:8].ljust(8, b"\0"), "little")
         h = _splitmix64(h ^ (int(p) & _MASK64))
-    return h & ((1 << 63) - 1)
+    return h
+
+
+def mix_key(*parts: int | str) -> int:
+    """A 63-bit generator seed from integer (or stream-name) parts, order-sensitive.
+
+    Platform-independent (pure integer arithmetic), unlike Python's ``hash``.
+    """
+    return _absorb(parts) & ((1 << 63) - 1)
 
 
 def keyed_generator(*parts: int | str) -> torch.Generator:
@@ -161,11 +165,7 @@ def document_keys(doc_ids, *parts: int | str) -> np.ndarray:
 
     The prefix is hashed once in Python and the documents' step vectorised.
     """
-    h = 0x243F6A8885A308D3
-    for p in parts:
-        if isinstance(p, str):
-            p = STREAMS[p] if p in STREAMS else int.from_bytes(p.encode()[:8].ljust(8, b"\0"), "little")
-        h = _splitmix64(h ^ (int(p) & _MASK64))
+    h = _absorb(parts)
     d = np.asarray(torch.as_tensor(doc_ids).reshape(-1).tolist(), dtype=np.int64).astype(np.uint64)
     x = d ^ np.uint64(h)
     x += _GAMMA
