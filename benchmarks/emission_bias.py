@@ -18,12 +18,17 @@ so the only difference is what the emissions are):
   under ``phi`` from the *other* documents' counts (the package's
   :func:`~pyro_ssl.infer.mstep.leave_out_log_emission`), as a minibatch is;
 * ``smoothed``: ``emission="global"``, ``phi_update="smoothed"`` (the seed's): swept under the
-  posterior mean of ``phi`` from all counts, the document's own included.
+  posterior mean of ``phi`` from all counts, the document's own included;
+* ``collapsed`` and ``collapsed_blocked``: ``emission="collapsed"`` (exact): plain CSMC
+  (``ancestor_lag=0``) or blocked CSMC proposals under ``phi`` from the documents outside the
+  minibatch, accepted one document after another by the collapsed Metropolis-Hastings step
+  (:mod:`pyro_ssl.infer.collapsed`), minibatches :data:`MINIBATCHES`.
 
 Usage::
 
     python benchmarks/emission_bias.py --chains 100000 --sweeps 20   # docs/learning.md's table (about 12 min)
     python benchmarks/emission_bias.py --quick                       # 50,000 chains, 5 sweeps (under 2 minutes idle)
+    python benchmarks/emission_bias.py --kernels collapsed collapsed_blocked --chains 250000 --sweeps 4
 """
 
 from __future__ import annotations
@@ -41,8 +46,14 @@ from _common import load_average, machine_line  # noqa: E402
 from exact import collapsed_posterior  # noqa: E402
 from helpers import tiny_model  # noqa: E402
 
+from pyro_ssl.infer.collapsed import collapsed_mh, proposal_log_emission  # noqa: E402
 from pyro_ssl.infer.mstep import dirichlet_log_phi, leave_out_log_emission, smoothed_log_phi, topic_word_counts  # noqa: E402
 from pyro_ssl.smc import FULL_LAG, csmc_sweep  # noqa: E402
+from pyro_ssl.smc.blocked import blocked_csmc_sweep  # noqa: E402
+
+MINIBATCHES = ([1, 2], [0])
+"""The collapsed kernels update documents 1 and 2 together (they share words 2 and 3) (parallel proposals, sequential
+acceptance), then document 0, as a fit's minibatches do."""
 
 DOCS = torch.tensor([[0, 1, 0, 1], [2, 2, 3, 1], [3, 0, 3, 2]])
 """Words 0 and 2 recur inside one document and rarely elsewhere: where collapsing matters."""
@@ -71,6 +82,9 @@ def run(kernel, prior, x, beta, start, sweeps, P, seed, lag=FULL_LAG):
 
     for _ in range(sweeps):
         n = counts_per_chain(z)
+        if kernel.startswith("collapsed"):
+            collapsed_sweep(kernel, prior, x, beta, z, n, P, g)
+            continue
         if kernel == "gibbs":  # the package's steps, batched over chains: (C, K, V)
             log_phi = dirichlet_log_phi(n, beta)
         elif kernel == "smoothed":
@@ -92,6 +106,45 @@ def run(kernel, prior, x, beta, start, sweeps, P, seed, lag=FULL_LAG):
                 z[:, d] = new[:, d]
         z = new  # leave_out: a minibatch of all D documents, swept in parallel from the old paths
     return z
+
+
+def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, minibatches=MINIBATCHES):
+    """One collapsed E-step of every chain, minibatch by minibatch (:data:`MINIBATCHES`), in place.
+
+    ``x``: ``(D, T)`` words shared by the chains or ``(C, D, T)`` each chain's own; ``z`` ``(C, D, T)``.
+
+    ``collapsed``: plain CSMC proposals (``ancestor_lag=0``); ``collapsed_blocked``: blocked CSMC
+    (blocks of 2, stride 1, so every position is updated inside a block); both under ``phi`` from
+    the documents outside the minibatch, accepted by :func:`~pyro_ssl.infer.collapsed.collapsed_mh`
+    against the chain's counts ``n`` ``(C, K, V)``, which it keeps current.
+    """
+    C, D, T = z.shape
+    K, V = n.shape[-2:]
+    dummy = torch.zeros(K, V, dtype=torch.float64)
+    for batch in minibatches:
+        S = len(batch)
+        xb = x[batch].expand(C, S, T) if x.ndim == 2 else x[:, batch]
+        cur = z[:, batch].clone()
+        own = torch.zeros(C, K * V, dtype=torch.float64)
+        own.scatter_add_(1, (cur * V + xb).reshape(C, -1), torch.ones(C, S * T, dtype=torch.float64))
+        log_q = proposal_log_emission(n - own.view(C, K, V), xb, beta)  # (C, S, T, K)
+        mask = torch.ones(C, S, T, dtype=torch.bool)
+        lengths = torch.full((C * S,), T)
+        if kernel == "collapsed":
+            prop = csmc_sweep(prior, dummy, xb.reshape(C * S, T), lengths, P, cur.reshape(C * S, T), ancestor_lag=0,
+                              generator=g, log_emission=log_q.reshape(C * S, T, K)).path.view(C, S, T)
+            acc = collapsed_mh(n, xb, mask, cur, prop, log_q, beta, torch.rand(C, S, generator=g, dtype=torch.float64))
+            z[:, batch] = torch.where(acc.unsqueeze(-1), prop, cur)
+        else:
+            def accept(i, rows, current, proposed):
+                assert rows.numel() == C * S  # equal lengths: every document reaches every block
+                u = torch.rand(C, S, generator=g, dtype=torch.float64)
+                return collapsed_mh(n, xb, mask, current.view(C, S, T), proposed.view(C, S, T), log_q, beta,
+                                    u).reshape(-1)
+
+            z[:, batch] = blocked_csmc_sweep(prior, dummy, xb.reshape(C * S, T), lengths, P, cur.reshape(C * S, T),
+                                             block_size=block_size, stride=stride, generator=g,
+                                             log_emission=log_q.reshape(C * S, T, K), accept=accept).path.view(C, S, T)
 
 
 def check_leave_out_formula(prior, x, beta, z):
@@ -134,14 +187,16 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--chains", type=int, default=None)
     p.add_argument("--sweeps", type=int, default=None)
+    p.add_argument("--kernels", nargs="+", default=["gibbs", "leave_out", "smoothed"],
+                   choices=["gibbs", "leave_out", "smoothed", "collapsed", "collapsed_blocked"])
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     chains = args.chains or (50_000 if args.quick else 200_000)
     sweeps = args.sweeps or (5 if args.quick else 10)
     print(machine_line(1))
-    print(f"D=3 documents x T=4 words, K=2, V=4, beta=0.1, P=4 (full-lag PGAS); {chains} chains from exact draws, "
-          f"{sweeps} sweeps")
-    out, _ = measure(chains, sweeps)
+    print(f"D=3 documents x T=4 words, K=2, V=4, beta=0.1, P=4 (full-lag PGAS, or the collapsed kernels' own); "
+          f"{chains} chains from exact draws, {sweeps} sweeps")
+    out, _ = measure(chains, sweeps, kernels=tuple(args.kernels))
     print("| E-step emissions | max abs marginal error | in SE | SE | seconds |")
     print("|---|---|---|---|---|")
     for k, r in out.items():

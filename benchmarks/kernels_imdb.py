@@ -27,6 +27,8 @@ CONFIGS = {
     "blocked_gibbs_global": dict(kernel="blocked", emission="global", phi_update="gibbs"),
     "lag5_gibbs_global": dict(emission="global", phi_update="gibbs"),
     "full_lag": dict(ancestor_lag="full"),
+    "blocked_collapsed": dict(kernel="blocked", emission="collapsed"),
+    "csmc_collapsed": dict(ancestor_lag=0, emission="collapsed"),
 }
 
 
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
             print(json.dumps({"K": args.K, "config": name, "seed": seed, "ppl": round(est.mean, 2),
                               "wall": round(time.perf_counter() - t0, 1),
                               "epoch_s": round(sum(e["seconds"] for e in m.history) / len(m.history), 2),
-                              "quintiles": [round(q, 3) for q in m.history[-1]["update_rate_quintiles"]]}), flush=True)
+                              "quintiles": [round(q, 3) for q in m.history[-1]["update_rate_quintiles"]],
+                              "acceptance": m.history[-1].get("acceptance_rate")}), flush=True)
     return 0
 
 

@@ -53,7 +53,7 @@ against any other busy process; more cores are used by processes (``fit(..., wor
 FULL_LAG = "full"
 """``ancestor_lag`` value for exact ancestor sampling (look ahead to the document's end)."""
 
-EMISSIONS = ("global", "leave_out")
+EMISSIONS = ("global", "leave_out", "collapsed")
 PHI_UPDATES = ("smoothed", "gibbs")
 INITS = ("uniform", "smc", "hmm")
 KERNELS = ("ancestor", "blocked")
@@ -233,8 +233,11 @@ class LearningConfig:
     clip_norm: float = _opt(5.0, "gradient-norm clip per parameter")
     phi_update: str = _opt("smoothed", "topic-word update: 'smoothed' (posterior mean) or 'gibbs' (a Dirichlet draw)",
                            choices=PHI_UPDATES)
-    emission: str = _opt("leave_out", "emissions in the sweep: 'global' (phi from all documents, the seed's) or "
-                         "'leave_out' (phi from the other documents; a heuristic that learns better, not an exact Gibbs step)",
+    emission: str = _opt("leave_out", "emissions in the sweep: 'collapsed' (exact: phi integrated out; proposals "
+                         "under phi from the documents outside the minibatch, corrected by a Metropolis-Hastings step, "
+                         "pyro_ssl.infer.collapsed; needs kernel='blocked' or ancestor_lag=0), 'global' (phi from all "
+                         "documents, the seed's; exact with phi_update='gibbs') or 'leave_out' (phi from the other "
+                         "documents; a heuristic, not an exact Gibbs step)",
                          choices=EMISSIONS)
     init: str = _opt("smc", "initial paths: 'uniform' (the seed's), 'smc' (a filter pass under perturbed topics) "
                      "or 'hmm' (paths of an EM-fitted HMM; one process only)", choices=INITS)
@@ -260,9 +263,9 @@ class LearningConfig:
         self.eval_particles = _int("eval_particles", self.eval_particles, 1)
         self.patience = _int("patience", self.patience, 0)
         self.min_delta = _float("min_delta", self.min_delta, low=0.0)
-        if self.phi_update == "gibbs" and self.emission == "leave_out":
+        if self.phi_update == "gibbs" and self.emission in ("leave_out", "collapsed"):
             raise ValueError(
-                "phi_update='gibbs' has no effect with emission='leave_out': the sweep reads the other "
+                f"phi_update='gibbs' has no effect with emission={self.emission!r}: the sweep reads the "
                 "documents' counts, not phi. Use emission='global' for the uncollapsed Gibbs step "
                 "(phi ~ Dirichlet(n + beta), then z | phi), or phi_update='smoothed'"
             )
@@ -329,6 +332,13 @@ class SSLConfig:
 
     def __post_init__(self):
         self.seed = _seed("seed", self.seed)
+        if (self.learning.emission == "collapsed" and self.sampler.kernel == "ancestor"
+                and self.sampler.ancestor_lag != 0):
+            raise ValueError(
+                "emission='collapsed' corrects the sweep by Metropolis-Hastings, which needs a kernel that is "
+                f"reversible for its own target; ancestor sampling (ancestor_lag={self.sampler.ancestor_lag!r}) is "
+                "not known to be. Use kernel='blocked' (exact, mixes at every position) or ancestor_lag=0"
+            )
 
     @classmethod
     def from_flat(cls, preset: str | None = None, **values) -> "SSLConfig":

@@ -158,7 +158,7 @@ def _summary(fit):
     }
 
 
-def _worker(rank, world_size, init_method, data_dir, ckpt_dir, out_dir):
+def _worker(rank, world_size, init_method, data_dir, ckpt_dir, out_dir, extra):
     import torch.distributed as dist
 
     from pyro_ssl.data.ondisk import OnDiskCorpus
@@ -168,10 +168,11 @@ def _worker(rank, world_size, init_method, data_dir, ckpt_dir, out_dir):
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
     try:
         data = OnDiskCorpus.open(data_dir)
-        straight = fit_distributed(data, **FIT)
+        fit = dict(FIT, **extra)
+        straight = fit_distributed(data, **fit)
         # Interrupted after 2 epochs, resumed by every rank from rank 0's checkpoint.
-        fit_distributed(data, **dict(FIT, epochs=2), checkpoint_dir=ckpt_dir)
-        resumed = fit_distributed(data, **FIT, checkpoint_dir=ckpt_dir, resume=True)
+        fit_distributed(data, **dict(fit, epochs=2), checkpoint_dir=ckpt_dir)
+        resumed = fit_distributed(data, **fit, checkpoint_dir=ckpt_dir, resume=True)
         torch.save({"straight": _summary(straight), "resumed": _summary(resumed),
                     "local_docs": len(straight.em.local_lengths)},
                    os.path.join(out_dir, f"rank{rank}.pt"))
@@ -185,19 +186,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_match_ssl_fit_in_one_process(tmp_path):
+@pytest.mark.parametrize("extra", [{}, dict(kernel="blocked", block_size=5, block_stride=3, ancestor_lag=0,
+                                           emission="collapsed")], ids=["ancestor-leave_out", "blocked-collapsed"])
+def test_two_gloo_processes_match_ssl_fit_in_one_process(tmp_path, extra):
+    """With the collapsed emissions every rank takes part in every acceptance decision of the
+    global minibatch (documents of different lengths on the two ranks: different block counts)."""
     from pyro_ssl import SSL
     from pyro_ssl.data.ondisk import write_ondisk
     from pyro_ssl.io import CHECKPOINT_FILE
 
     docs = _corpus()
     data = write_ondisk(docs, tmp_path / "corpus", V=15)
-    one = SSL(dtype=torch.float64, **SETTINGS).fit(docs, vocab_size=15, progress=False)
+    one = SSL(dtype=torch.float64, **dict(SETTINGS, **extra)).fit(docs, vocab_size=15, progress=False)
     assert len(one.history) == 3
     ckpt = tmp_path / "ckpt"
     os.makedirs(ckpt)
-    mp.spawn(_worker, args=(2, f"tcp://127.0.0.1:{_free_port()}", str(tmp_path / "corpus"), str(ckpt), str(tmp_path)),
-             nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, f"tcp://127.0.0.1:{_free_port()}", str(tmp_path / "corpus"), str(ckpt), str(tmp_path),
+                            extra), nprocs=2, join=True)
     assert (ckpt / CHECKPOINT_FILE).is_file()  # written by rank 0
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert sorted(r["local_docs"] for r in ranks) == [11, 12]  # each rank swept only its shard

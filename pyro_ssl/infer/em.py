@@ -29,9 +29,10 @@ from ..config import SSLConfig
 from ..data.shard import shard_bounds
 from ..model import TopicalSSL, length_mask, log_joint
 from ..runtime import hot_loop
-from ..smc.blocked import blocked_csmc_sweep
+from ..smc.blocked import block_starts, blocked_csmc_sweep
 from ..smc.csmc import csmc_sweep
 from ..smc.uniforms import KeyedUniforms, keyed_generator, keyed_rows, keyed_uniform, mix_key
+from .collapsed import collapsed_mh, proposal_log_emission
 from .mstep import (
     PriorMStep,
     dirichlet_log_phi,
@@ -156,6 +157,17 @@ class StochasticEM:
     def _batch(self, local: torch.Tensor):
         return self.shard.padded(local, device=self.device)
 
+    def _global_width(self, gidx, x, n):
+        """``(x, n)`` padded to the global minibatch's longest document (empty if ``x`` is ``None``),
+        so every rank runs the same block grid and so the same collective acceptance steps."""
+        Tg = int(self.global_lengths[gidx].max())
+        if x is None:
+            return (torch.zeros(0, Tg, dtype=torch.long, device=self.device),
+                    torch.zeros(0, dtype=torch.long, device=self.device))
+        if x.shape[1] < Tg:
+            x = torch.nn.functional.pad(x, (0, Tg - x.shape[1]))
+        return x, n
+
     def _refresh_phi(self, key: tuple) -> None:
         beta, dtype = self.model.beta, self.model.prior.dtype
         if self.learning.phi_update == "gibbs":
@@ -231,14 +243,26 @@ class StochasticEM:
         return loss
 
     @torch.no_grad()
-    def _sweep(self, mine, local, x, n, key: tuple):
-        """One conditional sweep of this process's documents of a minibatch; returns (old, result)."""
+    def _sweep(self, gidx, mine, local, x, n, key: tuple):
+        """One E-step sweep of this process's documents of a minibatch; returns ``(old, result)``.
+
+        With ``emission="collapsed"`` the sweep's updates are Metropolis-Hastings proposals that
+        :meth:`_collapsed_acceptor` accepts or rejects, keeping ``self.counts`` current as it goes.
+        """
         model, P = self.model, self.sampler.num_particles
         T = x.shape[1]
         old = self.get_paths(local, T)
-        log_emission = None
+        log_emission, accept = None, None
         if self.learning.emission == "leave_out":
             log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
+        elif self.learning.emission == "collapsed":
+            log_emission, accept = self._collapsed_acceptor(gidx, mine, local, x, n, old, key)
+            if len(local) == 0:  # no documents here: take part in the (collective) decisions only
+                blocks = block_starts(T, self.sampler.block_size, self.sampler.block_stride) \
+                    if self.sampler.kernel == "blocked" else [None]
+                for i in range(len(blocks)):
+                    accept(i, local.to(self.device), old, old)
+                return old, None
         dtype = model.prior.dtype
         if self.sampler.kernel == "blocked":
             def block_uniforms(i, s, block_lengths, block_T, rows):
@@ -248,12 +272,55 @@ class StochasticEM:
 
             return old, blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
                                            stride=self.sampler.block_stride, uniforms=block_uniforms,
-                                           log_emission=log_emission)
+                                           log_emission=log_emission, accept=accept)
         u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=dtype)
         res = csmc_sweep(model.prior, self.log_phi, x, n, P, old, resampling=self.sampler.resampling,
                          ancestor_lag=self.sampler.ancestor_lag, uniforms=u, diagnostics=True,
                          log_emission=log_emission)
+        if accept is not None:
+            keep = accept(0, torch.arange(len(local), device=self.device), old, res.path).unsqueeze(-1)
+            res.path = torch.where(keep, res.path, old)
         return old, res
+
+    def _collapsed_acceptor(self, gidx, mine, local, x, n, old, key: tuple):
+        """The proposal's emission table ``(B, T, K)`` and the acceptance step of the collapsed E-step.
+
+        Proposals are swept under ``phi`` from the documents outside the global minibatch
+        ``gidx``. The acceptance visits the whole global minibatch in its order on every rank
+        (each rank contributes its documents' paths to one summed buffer), so every rank takes
+        the same decisions and keeps the same counts: the chain of one process.
+        """
+        K, V, beta = self.model.K, self.model.V, self.model.beta
+        Bg, T = len(gidx), x.shape[1]
+        Tg = int(self.global_lengths[gidx].max())
+        slot = torch.full((self.D,), -1, dtype=torch.long)
+        slot[gidx] = torch.arange(Bg)
+        slot = slot[mine].to(self.device)  # this rank's documents' places in the minibatch
+        inside = self.reducer.sum(topic_word_counts(old, x, n, K, V))
+        outside = self.counts - inside
+        words = torch.zeros(Bg, Tg, dtype=torch.long, device=self.device)
+        words[slot, :T] = x.long()
+        words = self.reducer.sum(words)
+        log_q_all = proposal_log_emission(outside, words, beta)  # (Bg, Tg, K), float64
+        pos = torch.arange(Tg, device=self.device)
+
+        def accept(i, rows, current, proposed):
+            buf = torch.zeros(2 * Bg * Tg + Bg, dtype=torch.long, device=self.device)
+            paths = buf[: 2 * Bg * Tg].view(2, Bg, Tg)
+            here = slot[rows]
+            paths[0, here, :T] = current.long()
+            paths[1, here, :T] = proposed.long()
+            buf[2 * Bg * Tg :][here] = n[rows].long()  # documents not in this block: length 0
+            buf = self.reducer.sum(buf)
+            mask = pos.unsqueeze(0) < buf[2 * Bg * Tg :].unsqueeze(-1)
+            u = keyed_rows(gidx, 1, self.seed, "accept", *key, i)[:, 0].to(self.device)
+            acc = collapsed_mh(self.counts.unsqueeze(0), words[None], mask[None], paths[0][None], paths[1][None],
+                               log_q_all[None], beta, u[None])[0]
+            self._accepts += torch.stack([(acc & (paths[0] != paths[1]).any(-1)).sum(),
+                                          (paths[0] != paths[1]).any(-1).sum()]).to(self._accepts)
+            return acc[here]
+
+        return log_q_all[slot, :T].to(self.model.prior.dtype), accept
 
     @hot_loop
     def run_epoch(self) -> dict:
@@ -267,6 +334,8 @@ class StochasticEM:
         acc = torch.zeros(2, dtype=torch.float64, device=self.device)  # log joint, M-step loss
         e_seconds = m_seconds = 0.0
         n_steps = 0
+        collapsed = learning.emission == "collapsed"
+        self._accepts = torch.zeros(2, dtype=torch.float64, device=self.device)  # accepted, changed proposals
         for mb, (gidx, mine, local) in enumerate(self._minibatches(self.epoch)):
             te = time.perf_counter()
             have = len(local) > 0
@@ -275,14 +344,22 @@ class StochasticEM:
                 mask = length_mask(n, x.shape[1])
             for s in range(learning.sweeps_per_epoch):
                 delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
-                if have:
-                    old, res = self._sweep(mine, local, x, n, (self.epoch, s))
-                    stats.add(old, res.path, res.ess, res.num_ancestors, mask)
-                    delta += topic_word_counts(res.path, x, n, K, V)
-                    delta -= topic_word_counts(old, x, n, K, V)
-                    self._set_paths(local, res.path)
-                self.counts += self.reducer.sum(delta)
-                self.counts.clamp_(min=0.0)  # float round-off only; counts are integers
+                if collapsed:  # the acceptance step keeps the counts current; ranks without documents join it
+                    old, res = self._sweep(gidx, mine, local, *self._global_width(gidx, x if have else None,
+                                                                                  n if have else None),
+                                           (self.epoch, s))
+                    if have:
+                        stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(n, old.shape[1]))
+                        self._set_paths(local, res.path)
+                else:
+                    if have:
+                        old, res = self._sweep(gidx, mine, local, x, n, (self.epoch, s))
+                        stats.add(old, res.path, res.ess, res.num_ancestors, mask)
+                        delta += topic_word_counts(res.path, x, n, K, V)
+                        delta -= topic_word_counts(old, x, n, K, V)
+                        self._set_paths(local, res.path)
+                    self.counts += self.reducer.sum(delta)
+                    self.counts.clamp_(min=0.0)  # float round-off only; counts are integers
                 self._refresh_phi((self.epoch, mb, s))
             tm = time.perf_counter()
             e_seconds += tm - te
@@ -307,6 +384,8 @@ class StochasticEM:
             "world_size": self.reducer.world_size,
         }
         entry.update(stats.summary())
+        if collapsed:  # the same on every rank: every rank takes every decision
+            entry["acceptance_rate"] = float(self._accepts[0] / self._accepts[1].clamp_min(1))
         return entry
 
     # ------------------------------------------------------------------ state

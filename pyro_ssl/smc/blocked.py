@@ -99,6 +99,7 @@ def blocked_csmc_sweep(
     uniforms=None,
     generator: torch.Generator | None = None,
     log_emission: torch.Tensor | None = None,
+    accept=None,
 ) -> SweepResult:
     """One sweep of blocked conditional SMC over a batch of documents (exact; see module doc).
 
@@ -110,6 +111,12 @@ def blocked_csmc_sweep(
             ``generator``. ``rows`` ``(B_i,)`` are the batch rows of the documents that reach the
             block (shorter ones do not), in the order of ``block_lengths``.
         log_emission: optional ``(B, T, K)`` emission log-probabilities (else ``log_phi[:, x]``).
+        accept: optional ``fn(block_index, rows, current (B_i, T), proposed (B_i, T)) -> (B_i,) bool``
+            deciding, per document reaching the block, whether its block update is kept: a
+            Metropolis-Hastings correction towards another target (each block update is a
+            conditional-SMC kernel, reversible for its block conditional; see
+            :mod:`pyro_ssl.infer.collapsed`). It is called for every block of the grid of ``T``,
+            with no rows where no document reaches it. ``None`` keeps every update.
     Returns:
         :class:`~pyro_ssl.smc.csmc.SweepResult` with ``path``; ``ess`` and ``num_ancestors``
         ``(B, T)`` are averaged over the blocks covering each position; ``log_Z`` and
@@ -136,7 +143,12 @@ def blocked_csmc_sweep(
         block_len = (lengths - s).clamp(0, e - s)
         live = block_len > 0
         if not bool(live.any()):
-            break
+            if accept is None:
+                break
+            # An acceptance step may be collective (data-parallel): every block takes part.
+            none = live.nonzero().squeeze(-1)
+            accept(i, none, z[none], z[none])
+            continue
         for t in range(carried_at, s):  # advance to the state giving p(z_{s-1})
             _, carried = prior.step(z_in, carried, weights)
             z_in = z[:, t]
@@ -161,7 +173,13 @@ def blocked_csmc_sweep(
                          uniforms=u, generator=generator, diagnostics=True,
                          log_emission=log_emission[idx, s:e], start=start, final_log_potential=potential)
         bm = pos[s:e].unsqueeze(0) < (s + block_len[idx]).unsqueeze(-1)  # real positions of the block
-        z[idx, s:e] = torch.where(bm, res.path, z[idx, s:e])
+        new = torch.where(bm, res.path, z[idx, s:e])
+        if accept is not None:
+            proposed = zb.clone()
+            proposed[:, s:e] = new
+            keep = accept(i, idx, zb, proposed).unsqueeze(-1)
+            new = torch.where(keep, new, zb[:, s:e])
+        z[idx, s:e] = new
         ess[idx, s:e] += res.ess
         anc[idx, s:e] += res.num_ancestors.to(dtype)
         cover[idx, s:e] += bm.to(dtype)

@@ -1,0 +1,109 @@
+"""The collapsed E-step's pieces (pyro_ssl.infer.collapsed), checked against direct formulas.
+
+Its exactness against enumeration is in tests/test_emission.py; the data-parallel equality in
+tests/test_distributed.py.
+"""
+
+import pytest
+import torch
+
+from pyro_ssl import SSL
+from pyro_ssl.config import SSLConfig
+from pyro_ssl.infer.collapsed import collapsed_mh, proposal_log_emission, urn_log_density, within_document_counts
+from pyro_ssl.infer.mstep import topic_word_counts
+
+
+def _random(N=6, T=11, K=3, V=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randint(K, (N, T), generator=g)
+    x = torch.randint(V, (N, T), generator=g)
+    lengths = torch.randint(1, T + 1, (N,), generator=g)
+    mask = torch.arange(T) < lengths.unsqueeze(-1)
+    return z, x, lengths, mask
+
+
+def test_within_document_counts_count_earlier_tokens():
+    K, V = 3, 5
+    z, x, _, mask = _random(K=K, V=V)
+    c_pair, c_topic = within_document_counts(z, x, mask, K, V)
+    for i in range(z.shape[0]):
+        for t in range(z.shape[1]):
+            if not mask[i, t]:
+                assert c_pair[i, t] == 0 and c_topic[i, t] == 0
+                continue
+            earlier = mask[i, :t]
+            assert c_pair[i, t] == int(((z[i, :t] == z[i, t]) & (x[i, :t] == x[i, t]) & earlier).sum())
+            assert c_topic[i, t] == int(((z[i, :t] == z[i, t]) & earlier).sum())
+
+
+def test_urn_log_density_is_the_dirichlet_multinomial_ratio():
+    """Token by token with within-document counts = the closed form with Gamma functions."""
+    K, V, beta = 3, 5, 0.3
+    z, x, lengths, mask = _random(K=K, V=V, seed=1)
+    g = torch.Generator().manual_seed(2)
+    rest = torch.randint(0, 4, (K, V), generator=g).double()  # the other documents' counts
+    c_pair, c_topic = within_document_counts(z, x, mask, K, V)
+    got = urn_log_density(rest[z, x], rest.sum(-1)[z], c_pair, c_topic, mask, beta, V)
+    for i in range(z.shape[0]):
+        own = topic_word_counts(z[i : i + 1], x[i : i + 1], lengths[i : i + 1], K, V)
+        want = (torch.lgamma(rest + own + beta) - torch.lgamma(rest + beta)).sum() \
+            - (torch.lgamma(rest.sum(-1) + own.sum(-1) + V * beta) - torch.lgamma(rest.sum(-1) + V * beta)).sum()
+        assert float(got[i]) == pytest.approx(float(want), abs=1e-10)
+
+
+def _log_urn(rest, z, x, n, K, V, beta):
+    own = topic_word_counts(z[None], x[None], n[None], K, V)
+    return float((torch.lgamma(rest + own + beta) - torch.lgamma(rest + beta)).sum()
+                 - (torch.lgamma(rest.sum(-1) + own.sum(-1) + V * beta) - torch.lgamma(rest.sum(-1) + V * beta)).sum())
+
+
+def test_collapsed_mh_takes_the_sequential_metropolis_hastings_decisions():
+    """Against a direct implementation: documents in order, each judged with the counts of the
+    others' paths *as decided so far*, by the urn in closed form over the proposal's table."""
+    K, V, beta, N = 3, 5, 0.1, 12
+    z, x, lengths, mask = _random(N=N, K=K, V=V, seed=3)
+    prop, _, _, _ = _random(N=N, K=K, V=V, seed=4)
+    prop = torch.where(mask, prop, 0)
+    prop[0] = z[0]  # an unchanged proposal is always accepted
+    outside = torch.randint(0, 6, (K, V), generator=torch.Generator().manual_seed(6)).double()
+    counts = topic_word_counts(z, x, lengths, K, V) + outside
+    log_q = proposal_log_emission(outside * 3, x, beta)  # any fixed table
+    u = torch.rand(1, N, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    acc = collapsed_mh(counts.unsqueeze(0), x[None], mask[None], z[None], prop[None], log_q[None], beta, u)[0]
+
+    chosen = z.clone()
+    for d in range(N):
+        others = torch.cat([chosen[:d], chosen[d + 1 :]]), torch.cat([x[:d], x[d + 1 :]])
+        rest = topic_word_counts(*others, torch.cat([lengths[:d], lengths[d + 1 :]]), K, V) + outside
+        lq = lambda p: float(log_q[d, torch.arange(int(lengths[d])), p[: int(lengths[d])]].sum())  # noqa: E731
+        log_a = _log_urn(rest, prop[d], x[d], lengths[d], K, V, beta) - lq(prop[d]) \
+            - _log_urn(rest, z[d], x[d], lengths[d], K, V, beta) + lq(z[d])
+        want = bool(torch.log(u[0, d]) < log_a)
+        assert bool(acc[d]) == want, d
+        if want:
+            chosen[d] = prop[d]
+    assert bool(acc[0]) and 0 < int(acc.sum()) < N  # some of each
+    assert torch.equal(counts, topic_word_counts(chosen, x, lengths, K, V) + outside)
+
+
+def test_collapsed_needs_a_reversible_kernel():
+    with pytest.raises(ValueError, match="reversible"):
+        SSLConfig.from_flat(emission="collapsed", ancestor_lag=5)
+    with pytest.raises(ValueError, match="no effect"):
+        SSLConfig.from_flat(emission="collapsed", kernel="blocked", phi_update="gibbs")
+    SSLConfig.from_flat(emission="collapsed", kernel="blocked")
+    SSLConfig.from_flat(emission="collapsed", ancestor_lag=0)
+
+
+@pytest.mark.parametrize("kernel", [dict(kernel="blocked", block_size=6, block_stride=3), dict(ancestor_lag=0)])
+def test_collapsed_fit_keeps_counts_and_reports_acceptance(kernel):
+    g = torch.Generator().manual_seed(0)
+    docs = [torch.randint(12, (int(n),), generator=g).tolist() for n in torch.randint(5, 25, (30,), generator=g)]
+    m = SSL(K=3, hidden_size=8, epochs=2, batch_size=8, emission="collapsed", seed=1, **kernel).fit(
+        docs, vocab_size=12, progress=False)
+    em = m._em
+    recount = em._local_counts()
+    assert torch.equal(recount, em.counts)
+    h = m.history[-1]
+    assert 0.0 < h["acceptance_rate"] <= 1.0
+    assert max(h["update_rate"]) > 0
