@@ -59,30 +59,37 @@ def _log_urn(rest, z, x, n, K, V, beta):
 
 def test_collapsed_mh_takes_the_sequential_metropolis_hastings_decisions():
     """Against a direct implementation: documents in order, each judged with the counts of the
-    others' paths *as decided so far*, by the urn in closed form over the proposal's table."""
-    K, V, beta, N = 3, 5, 0.1, 12
+    others' paths *as decided so far*, by the urn in closed form over the proposal's table.
+
+    Each uniform is put 1e-9 (in log) on one side or the other of the reference's acceptance
+    ratio, alternately, so any error in a ratio flips a decision. Measured power (each planted,
+    then removed): decisions against the counts at the start (no sequential update) and the
+    within-document topic counts left out both fail here."""
+    K, V, beta, N = 2, 2, 0.1, 16
     z, x, lengths, mask = _random(N=N, K=K, V=V, seed=3)
     prop, _, _, _ = _random(N=N, K=K, V=V, seed=4)
     prop = torch.where(mask, prop, 0)
     prop[0] = z[0]  # an unchanged proposal is always accepted
-    outside = torch.randint(0, 6, (K, V), generator=torch.Generator().manual_seed(6)).double()
+    outside = torch.randint(0, 2, (K, V), generator=torch.Generator().manual_seed(6)).double()
     counts = topic_word_counts(z, x, lengths, K, V) + outside
     log_q = proposal_log_emission(outside * 3, x, beta)  # any fixed table
-    u = torch.rand(1, N, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    acc = collapsed_mh(counts.unsqueeze(0), x[None], mask[None], z[None], prop[None], log_q[None], beta, u)[0]
 
-    chosen = z.clone()
+    chosen, u, want, edge = z.clone(), torch.full((1, N), 0.5, dtype=torch.float64), [], 0
     for d in range(N):
         others = torch.cat([chosen[:d], chosen[d + 1 :]]), torch.cat([x[:d], x[d + 1 :]])
         rest = topic_word_counts(*others, torch.cat([lengths[:d], lengths[d + 1 :]]), K, V) + outside
         lq = lambda p: float(log_q[d, torch.arange(int(lengths[d])), p[: int(lengths[d])]].sum())  # noqa: E731
         log_a = _log_urn(rest, prop[d], x[d], lengths[d], K, V, beta) - lq(prop[d]) \
             - _log_urn(rest, z[d], x[d], lengths[d], K, V, beta) + lq(z[d])
-        want = bool(torch.log(u[0, d]) < log_a)
-        assert bool(acc[d]) == want, d
-        if want:
+        if log_a < -1e-6:  # a decision that depends on the ratio: put u at its edge
+            u[0, d] = torch.tensor(log_a + (1e-9 if edge % 2 else -1e-9), dtype=torch.float64).exp()
+            edge += 1
+        want.append(bool(torch.log(u[0, d]) < log_a))
+        if want[-1]:
             chosen[d] = prop[d]
-    assert bool(acc[0]) and 0 < int(acc.sum()) < N  # some of each
+    assert edge >= 4 and 0 < sum(want) < N
+    acc = collapsed_mh(counts.unsqueeze(0), x[None], mask[None], z[None], prop[None], log_q[None], beta, u)[0]
+    assert acc.tolist() == want
     assert torch.equal(counts, topic_word_counts(chosen, x, lengths, K, V) + outside)
 
 
