@@ -47,6 +47,7 @@ __all__ = [
     "keyed_generator",
     "keyed_uniform",
     "keyed_document_uniforms",
+    "keyed_document_keep",
     "keyed_stream",
     "keyed_rows",
     "document_keys",
@@ -260,3 +261,48 @@ def keyed_document_uniforms(doc_ids, lengths, T: int, width: int, *parts, device
     u = torch.from_numpy(halves.astype(np.float32) * np.float32(1.0 / (1 << 24))).view(B, T, width)
     u.masked_fill_(torch.arange(T).view(1, -1, 1) >= lengths.view(-1, 1, 1), 1.0)
     return u.to(device) if device is not None else u
+
+
+def _unit24_threshold(p: float) -> int:
+    """The least ``m`` in ``[0, 2^24]`` with ``float32(m / 2^24) >= p`` as torch compares them
+    (``2^24``: none).
+
+    ``m / 2^24`` is exact in float32 and increasing in ``m``, so the comparison is a threshold on
+    ``m``; it lies within a few units of ``p * 2^24`` whether torch rounds ``p`` to float32 or
+    not, so asking torch about a small window around it finds it exactly.
+    """
+    centre = int(np.floor(float(p) * (1 << 24)))
+    lo, hi = max(centre - 4, 0), min(centre + 4, (1 << 24) - 1)
+    if lo > hi:  # p >= 1: no 24-bit uniform reaches it
+        return 1 << 24
+    cand = torch.arange(lo, hi + 1, dtype=torch.float32).mul_(1.0 / (1 << 24)) >= p
+    if bool(cand[-1]) is False:
+        if hi == (1 << 24) - 1:
+            return 1 << 24
+        raise AssertionError(f"threshold of p={p!r} not found near {centre}")
+    first = int(cand.to(torch.uint8).argmax())
+    if first == 0 and lo > 0:
+        raise AssertionError(f"threshold of p={p!r} not found near {centre}")
+    return lo + first
+
+
+def keyed_document_keep(doc_ids, lengths, T: int, width: int, p: float, *parts) -> torch.Tensor:
+    """``(B, T, width)`` bool on the CPU, equal to ``keyed_document_uniforms(doc_ids, lengths, T, width,
+    *parts) >= p`` (padding ``1.0 >= p``), without making the float uniforms.
+
+    A 24-bit uniform ``m / 2^24`` is ``>= p`` exactly when ``m >= m0`` (:func:`_unit24_threshold`),
+    i.e. when its 32-bit half ``h`` (``m = h >> 8``) is ``>= m0 * 2^8``: one integer compare per
+    entry instead of a shift, two float passes and a float compare (the dropout masks of every
+    M-step; ``benchmarks/profile_epoch.py``).
+    """
+    lengths = torch.as_tensor(lengths).reshape(-1).to(torch.long)
+    keys = document_keys(doc_ids, *parts)
+    B, n = keys.shape[0], T * width
+    bits = keyed_stream(keys, (n + 1) // 2)
+    halves = bits.astype("<u8", copy=False).view("<u4")[:, :n]  # the halves keyed_document_uniforms reads
+    m0 = _unit24_threshold(p)
+    keep = halves >= np.uint32(m0 << 8) if m0 < 1 << 24 else np.zeros(halves.shape, dtype=bool)
+    keep = torch.from_numpy(keep).view(B, T, width)
+    if B and int(lengths.min()) < T:
+        keep.masked_fill_(torch.arange(T).view(1, -1, 1) >= lengths.view(-1, 1, 1), bool(torch.ones((), dtype=torch.float32) >= p))
+    return keep
