@@ -181,8 +181,12 @@ def keyed_stream(keys: np.ndarray, count: int) -> np.ndarray:
 
 
 def _unit53(bits: np.ndarray) -> np.ndarray:
-    """float64 uniforms in ``[0, 1)`` from the top 53 bits."""
-    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    """float64 uniforms in ``[0, 1)`` from the top 53 bits (overwrites ``bits``, a fresh ``uint64`` array)."""
+    np.right_shift(bits, np.uint64(11), out=bits)
+    # Below 2^53 the signed view is the same number, and int64 -> float64 is the cheaper cast.
+    u = bits.view(np.int64).astype(np.float64)
+    u *= 1.0 / (1 << 53)
+    return u
 
 
 def keyed_rows(doc_ids, count: int, *parts: int | str) -> torch.Tensor:
@@ -220,13 +224,19 @@ class KeyedUniforms(UniformSource):
         u = keyed_rows(ids, 1 + self.T * S, int(seed), stream, *key)
         final = u[:, 0]
         steps = u[:, 1:].view(self.B, self.T, S)
-        steps.masked_fill_(torch.arange(self.T).view(1, -1, 1) >= lens.view(-1, 1, 1), 0.5)
+        if self.B and int(lens.min()) < self.T:
+            steps.masked_fill_(torch.arange(self.T).view(1, -1, 1) >= lens.view(-1, 1, 1), 0.5)
         # Step-major, one contiguous block per use, so every step's slab is a contiguous view:
-        # ancestors (T, B, P), the reference's redraw (T, B, 1), proposals (T, B, P, 1).
-        steps = steps.transpose(0, 1).to(device=device, dtype=dtype)
-        self._resample = steps[..., :P].contiguous()
-        self._ancestor = steps[..., P : P + 1].contiguous()
-        self._proposal = steps[..., P + 1 :].unsqueeze(-1).contiguous()
+        # ancestors (T, B, P), the reference's redraw (T, B, 1), proposals (T, B, P, 1). Each
+        # block is transposed and cast in one copy (one pass over the uniforms, not three).
+        steps = steps.transpose(0, 1)
+
+        def block(view: torch.Tensor) -> torch.Tensor:
+            return torch.empty(view.shape, dtype=dtype).copy_(view).to(device)
+
+        self._resample = block(steps[..., :P])
+        self._ancestor = block(steps[..., P : P + 1])
+        self._proposal = block(steps[..., P + 1 :]).unsqueeze(-1)
         self._final = final.to(device=device, dtype=dtype)
 
     def resample(self, t, num):
