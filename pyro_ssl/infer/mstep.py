@@ -126,8 +126,9 @@ def dropout_masks(prior: LSTMPrior, doc_ids: torch.Tensor, lengths: torch.Tensor
     # ``x * (1 / (1 - p))`` can differ in the last bit).
     keep = keyed_document_keep(doc_ids, lengths, T, E + H, p, *key).to(prior.device)
     scale = torch.ones((), device=prior.device, dtype=prior.dtype) / (1.0 - p)
-    mask = keep.to(prior.dtype).mul_(scale)  # 0 or scale exactly (torch.where is slower here)
-    embed, hidden = mask.split([E, H], dim=-1)
+    # 0 or scale exactly (torch.where is slower here); each mask its own contiguous tensor, so
+    # the forward and backward multiplies by it run on dense operands.
+    embed, hidden = (part.to(prior.dtype).mul_(scale) for part in keep.split([E, H], dim=-1))
     return DropoutMasks(embed, hidden)
 
 

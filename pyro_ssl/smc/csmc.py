@@ -255,6 +255,7 @@ def csmc_sweep(
     dedup = device.type == "cpu"
     if uniforms is None:
         uniforms = GeneratorUniforms(B, P, generator=generator, device=device, dtype=dtype)
+    num_resample = resampler.num_uniforms(P)
 
     if start is None:
         state = LSTMState(
@@ -286,7 +287,7 @@ def csmc_sweep(
         if t == 0:
             a = identity
         else:
-            a = resampler(log_w, uniforms.resample(t, resampler.num_uniforms(P)))
+            a = resampler(log_w, uniforms.resample(t, num_resample))
             if reference is not None:
                 if lag > 0:
                     look = _lookahead_log_prob(
@@ -304,13 +305,14 @@ def csmc_sweep(
             else:
                 log_pi, state = _step_resampled(prior, weights, z_prev, state, flat, dedup)
         # Fully adapted proposal and weight from one exp: gamma = pi * phi[:, x_t] is shifted by
-        # its row max, its running sum is both the sampling CDF and (last entry) alpha.
-        log_gamma = log_pi.view(B, P, K) + log_em[t].unsqueeze(1)  # (B, P, K)
+        # its row max, its running sum is both the sampling CDF and (last entry) alpha. log_pi
+        # is this step's own buffer (fresh from the step or the reordering), so it is reused.
+        log_gamma = log_pi.view(B, P, K).add_(log_em[t].unsqueeze(1))  # (B, P, K)
         shift = log_gamma.amax(-1, keepdim=True)
         cdf = log_gamma.sub_(shift).exp_().cumsum_(-1)
         total = cdf[..., -1:]  # >= 1: the max entry contributes exp(0)
         log_alpha = (shift + total.log()).squeeze(-1)  # (B, P)
-        z_t = search_cdf(cdf, uniforms.proposal(t)).squeeze(-1)
+        z_t = search_cdf(cdf, uniforms.proposal(t), total).squeeze(-1)
         if reference is not None:
             z_t[:, 0] = reference[:, t]
         # Weights were reset to uniform by resampling, so the predictive is the mean alpha.
