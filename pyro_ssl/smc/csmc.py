@@ -72,10 +72,11 @@ def _lookahead_log_prob(
     weights: StepWeights,
     state: LSTMState,
     log_pi_t: torch.Tensor,
-    reference: torch.Tensor,
+    ref_rows: torch.Tensor,
     mask: torch.Tensor,
     t: int,
     stop: int,
+    min_len: int,
 ) -> torch.Tensor:
     """``sum_{s=t}^{stop-1} log p(z*_s | z^p_{<t}, z*_{t:s-1})`` for every candidate ``p``.
 
@@ -84,19 +85,24 @@ def _lookahead_log_prob(
         state: candidates' LSTM states ``s_t^p`` (already advanced with ``z^p_{t-1}``),
             each ``(B * P, H)``.
         log_pi_t: ``(B, P, K)`` candidates' ``log p(z_t | z^p_<t)``.
-        reference: ``(B, T)``; mask ``(B, T)``.
+        ref_rows: ``(T, B * P, 1)`` long, the reference's topic at each step repeated for every
+            particle row (so each look-ahead step is a view, not an expand-and-copy).
+        mask: ``(B, T)``; min_len: the shortest length (before it no step is masked).
         stop: one past the last look-ahead step (``min(t + lag, longest length)``).
     Returns:
         ``(B, P)``. Emission terms are omitted: they do not depend on the candidate.
     """
     B, P, K = log_pi_t.shape
-    total = log_pi_t.gather(-1, reference[:, t].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)
+    N = B * P
+    total = log_pi_t.view(N, K).gather(-1, ref_rows[t]).view(B, P)
     for s in range(t + 1, stop):
         # Every candidate is fed the reference's own topics z*_{t..s-1}.
-        z_in = reference[:, s - 1].view(B, 1).expand(B, P)
-        log_pi, state = prior.step(z_in, state, weights)
-        term = log_pi.view(B, P, K).gather(-1, reference[:, s].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)
-        total += torch.where(mask[:, s].unsqueeze(-1), term, 0.0)
+        log_pi, state = prior.step(ref_rows[s - 1].view(N), state, weights)
+        term = log_pi.gather(-1, ref_rows[s]).view(B, P)
+        if s < min_len:  # every document still running: where(True, term, 0) is term itself
+            total += term
+        else:
+            total += torch.where(mask[:, s].unsqueeze(-1), term, 0.0)
     return total
 
 
@@ -274,6 +280,9 @@ def csmc_sweep(
     ess = torch.zeros(T, B, device=device, dtype=dtype)
     if reference is not None:
         reference = reference.to(device).clamp(0, K - 1)
+        if lag > 0:
+            # (T, N, 1): z*_t for every particle row b * P + p, laid out once for the look-ahead.
+            ref_rows = reference.T.repeat_interleave(P, dim=1).unsqueeze(-1)
 
     for t in range(T):
         active = mask[:, t]
@@ -291,7 +300,7 @@ def csmc_sweep(
             if reference is not None:
                 if lag > 0:
                     look = _lookahead_log_prob(
-                        prior, weights, state, log_pi.view(B, P, K), reference, mask, t, min(t + lag, max_len)
+                        prior, weights, state, log_pi.view(B, P, K), ref_rows, mask, t, min(t + lag, max_len), min_len
                     )
                     a[:, 0] = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
                 else:
