@@ -285,7 +285,7 @@ def csmc_sweep(
             ref_rows = reference.T.repeat_interleave(P, dim=1).unsqueeze(-1)
 
     for t in range(T):
-        active = mask[:, t]
+        active = mask[:, t] if t >= min_len else None  # before the shortest document ends: all True
         # With ancestor sampling every candidate's pi_t is needed before resampling, so step
         # first and reorder the results; otherwise resample first and step only what survives
         # (see _step_resampled). Both give the same numbers: the step is a deterministic
@@ -328,12 +328,13 @@ def csmc_sweep(
         lse = torch.logsumexp(log_alpha, dim=-1)
         new_log_w = log_alpha - lse.unsqueeze(-1)
         w = new_log_w.exp()
-        ess_t = (w * w).sum(-1).reciprocal_()
         if t < min_len:
+            # Written straight into their rows: the same numbers, one copy fewer each.
             log_w = new_log_w
-            log_incr[t] = lse - log_P
-            ess[t] = ess_t
+            torch.sub(lse, log_P, out=log_incr[t])
+            torch.sum(w.mul_(w), -1, out=ess[t]).reciprocal_()
         else:
+            ess_t = (w * w).sum(-1).reciprocal_()
             log_w = torch.where(active.unsqueeze(-1), new_log_w, log_w)
             log_incr[t] = torch.where(active, lse - log_P, 0.0)
             ess[t] = torch.where(active, ess_t, 0.0)
