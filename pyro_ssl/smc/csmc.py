@@ -72,10 +72,11 @@ def _lookahead_log_prob(
     weights: StepWeights,
     state: LSTMState,
     log_pi_t: torch.Tensor,
-    reference: torch.Tensor,
+    ref_rows: torch.Tensor,
     mask: torch.Tensor,
     t: int,
     stop: int,
+    min_len: int,
 ) -> torch.Tensor:
     """``sum_{s=t}^{stop-1} log p(z*_s | z^p_{<t}, z*_{t:s-1})`` for every candidate ``p``.
 
@@ -84,19 +85,24 @@ def _lookahead_log_prob(
         state: candidates' LSTM states ``s_t^p`` (already advanced with ``z^p_{t-1}``),
             each ``(B * P, H)``.
         log_pi_t: ``(B, P, K)`` candidates' ``log p(z_t | z^p_<t)``.
-        reference: ``(B, T)``; mask ``(B, T)``.
+        ref_rows: ``(T, B * P, 1)`` long, the reference's topic at each step repeated for every
+            particle row (so each look-ahead step is a view, not an expand-and-copy).
+        mask: ``(B, T)``; min_len: the shortest length (before it no step is masked).
         stop: one past the last look-ahead step (``min(t + lag, longest length)``).
     Returns:
         ``(B, P)``. Emission terms are omitted: they do not depend on the candidate.
     """
     B, P, K = log_pi_t.shape
-    total = log_pi_t.gather(-1, reference[:, t].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)
+    N = B * P
+    total = log_pi_t.view(N, K).gather(-1, ref_rows[t]).view(B, P)
     for s in range(t + 1, stop):
         # Every candidate is fed the reference's own topics z*_{t..s-1}.
-        z_in = reference[:, s - 1].view(B, 1).expand(B, P)
-        log_pi, state = prior.step(z_in, state, weights)
-        term = log_pi.view(B, P, K).gather(-1, reference[:, s].view(B, 1, 1).expand(B, P, 1)).squeeze(-1)
-        total += torch.where(mask[:, s].unsqueeze(-1), term, 0.0)
+        log_pi, state = prior.step(ref_rows[s - 1].view(N), state, weights)
+        term = log_pi.gather(-1, ref_rows[s]).view(B, P)
+        if s < min_len:  # every document still running: where(True, term, 0) is term itself
+            total += term
+        else:
+            total += torch.where(mask[:, s].unsqueeze(-1), term, 0.0)
     return total
 
 
@@ -255,6 +261,7 @@ def csmc_sweep(
     dedup = device.type == "cpu"
     if uniforms is None:
         uniforms = GeneratorUniforms(B, P, generator=generator, device=device, dtype=dtype)
+    num_resample = resampler.num_uniforms(P)
 
     if start is None:
         state = LSTMState(
@@ -273,9 +280,12 @@ def csmc_sweep(
     ess = torch.zeros(T, B, device=device, dtype=dtype)
     if reference is not None:
         reference = reference.to(device).clamp(0, K - 1)
+        if lag > 0:
+            # (T, N, 1): z*_t for every particle row b * P + p, laid out once for the look-ahead.
+            ref_rows = reference.T.repeat_interleave(P, dim=1).unsqueeze(-1)
 
     for t in range(T):
-        active = mask[:, t]
+        active = mask[:, t] if t >= min_len else None  # before the shortest document ends: all True
         # With ancestor sampling every candidate's pi_t is needed before resampling, so step
         # first and reorder the results; otherwise resample first and step only what survives
         # (see _step_resampled). Both give the same numbers: the step is a deterministic
@@ -286,11 +296,11 @@ def csmc_sweep(
         if t == 0:
             a = identity
         else:
-            a = resampler(log_w, uniforms.resample(t, resampler.num_uniforms(P)))
+            a = resampler(log_w, uniforms.resample(t, num_resample))
             if reference is not None:
                 if lag > 0:
                     look = _lookahead_log_prob(
-                        prior, weights, state, log_pi.view(B, P, K), reference, mask, t, min(t + lag, max_len)
+                        prior, weights, state, log_pi.view(B, P, K), ref_rows, mask, t, min(t + lag, max_len), min_len
                     )
                     a[:, 0] = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
                 else:
@@ -304,25 +314,27 @@ def csmc_sweep(
             else:
                 log_pi, state = _step_resampled(prior, weights, z_prev, state, flat, dedup)
         # Fully adapted proposal and weight from one exp: gamma = pi * phi[:, x_t] is shifted by
-        # its row max, its running sum is both the sampling CDF and (last entry) alpha.
-        log_gamma = log_pi.view(B, P, K) + log_em[t].unsqueeze(1)  # (B, P, K)
+        # its row max, its running sum is both the sampling CDF and (last entry) alpha. log_pi
+        # is this step's own buffer (fresh from the step or the reordering), so it is reused.
+        log_gamma = log_pi.view(B, P, K).add_(log_em[t].unsqueeze(1))  # (B, P, K)
         shift = log_gamma.amax(-1, keepdim=True)
         cdf = log_gamma.sub_(shift).exp_().cumsum_(-1)
         total = cdf[..., -1:]  # >= 1: the max entry contributes exp(0)
         log_alpha = (shift + total.log()).squeeze(-1)  # (B, P)
-        z_t = search_cdf(cdf, uniforms.proposal(t)).squeeze(-1)
+        z_t = search_cdf(cdf, uniforms.proposal(t), total).squeeze(-1)
         if reference is not None:
             z_t[:, 0] = reference[:, t]
         # Weights were reset to uniform by resampling, so the predictive is the mean alpha.
         lse = torch.logsumexp(log_alpha, dim=-1)
         new_log_w = log_alpha - lse.unsqueeze(-1)
         w = new_log_w.exp()
-        ess_t = (w * w).sum(-1).reciprocal_()
         if t < min_len:
+            # Written straight into their rows: the same numbers, one copy fewer each.
             log_w = new_log_w
-            log_incr[t] = lse - log_P
-            ess[t] = ess_t
+            torch.sub(lse, log_P, out=log_incr[t])
+            torch.sum(w.mul_(w), -1, out=ess[t]).reciprocal_()
         else:
+            ess_t = (w * w).sum(-1).reciprocal_()
             log_w = torch.where(active.unsqueeze(-1), new_log_w, log_w)
             log_incr[t] = torch.where(active, lse - log_P, 0.0)
             ess[t] = torch.where(active, ess_t, 0.0)

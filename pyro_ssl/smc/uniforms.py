@@ -47,6 +47,7 @@ __all__ = [
     "keyed_generator",
     "keyed_uniform",
     "keyed_document_uniforms",
+    "keyed_document_keep",
     "keyed_stream",
     "keyed_rows",
     "document_keys",
@@ -180,8 +181,12 @@ def keyed_stream(keys: np.ndarray, count: int) -> np.ndarray:
 
 
 def _unit53(bits: np.ndarray) -> np.ndarray:
-    """float64 uniforms in ``[0, 1)`` from the top 53 bits."""
-    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    """float64 uniforms in ``[0, 1)`` from the top 53 bits (overwrites ``bits``, a fresh ``uint64`` array)."""
+    np.right_shift(bits, np.uint64(11), out=bits)
+    # Below 2^53 the signed view is the same number, and int64 -> float64 is the cheaper cast.
+    u = bits.view(np.int64).astype(np.float64)
+    u *= 1.0 / (1 << 53)
+    return u
 
 
 def keyed_rows(doc_ids, count: int, *parts: int | str) -> torch.Tensor:
@@ -219,13 +224,19 @@ class KeyedUniforms(UniformSource):
         u = keyed_rows(ids, 1 + self.T * S, int(seed), stream, *key)
         final = u[:, 0]
         steps = u[:, 1:].view(self.B, self.T, S)
-        steps.masked_fill_(torch.arange(self.T).view(1, -1, 1) >= lens.view(-1, 1, 1), 0.5)
+        if self.B and int(lens.min()) < self.T:
+            steps.masked_fill_(torch.arange(self.T).view(1, -1, 1) >= lens.view(-1, 1, 1), 0.5)
         # Step-major, one contiguous block per use, so every step's slab is a contiguous view:
-        # ancestors (T, B, P), the reference's redraw (T, B, 1), proposals (T, B, P, 1).
-        steps = steps.transpose(0, 1).to(device=device, dtype=dtype)
-        self._resample = steps[..., :P].contiguous()
-        self._ancestor = steps[..., P : P + 1].contiguous()
-        self._proposal = steps[..., P + 1 :].unsqueeze(-1).contiguous()
+        # ancestors (T, B, P), the reference's redraw (T, B, 1), proposals (T, B, P, 1). Each
+        # block is transposed and cast in one copy (one pass over the uniforms, not three).
+        steps = steps.transpose(0, 1)
+
+        def block(view: torch.Tensor) -> torch.Tensor:
+            return torch.empty(view.shape, dtype=dtype).copy_(view).to(device)
+
+        self._resample = block(steps[..., :P])
+        self._ancestor = block(steps[..., P : P + 1])
+        self._proposal = block(steps[..., P + 1 :]).unsqueeze(-1)
         self._final = final.to(device=device, dtype=dtype)
 
     def resample(self, t, num):
@@ -260,3 +271,48 @@ def keyed_document_uniforms(doc_ids, lengths, T: int, width: int, *parts, device
     u = torch.from_numpy(halves.astype(np.float32) * np.float32(1.0 / (1 << 24))).view(B, T, width)
     u.masked_fill_(torch.arange(T).view(1, -1, 1) >= lengths.view(-1, 1, 1), 1.0)
     return u.to(device) if device is not None else u
+
+
+def _unit24_threshold(p: float) -> int:
+    """The least ``m`` in ``[0, 2^24]`` with ``float32(m / 2^24) >= p`` as torch compares them
+    (``2^24``: none).
+
+    ``m / 2^24`` is exact in float32 and increasing in ``m``, so the comparison is a threshold on
+    ``m``; it lies within a few units of ``p * 2^24`` whether torch rounds ``p`` to float32 or
+    not, so asking torch about a small window around it finds it exactly.
+    """
+    centre = int(np.floor(float(p) * (1 << 24)))
+    lo, hi = max(centre - 4, 0), min(centre + 4, (1 << 24) - 1)
+    if lo > hi:  # p >= 1: no 24-bit uniform reaches it
+        return 1 << 24
+    cand = torch.arange(lo, hi + 1, dtype=torch.float32).mul_(1.0 / (1 << 24)) >= p
+    if bool(cand[-1]) is False:
+        if hi == (1 << 24) - 1:
+            return 1 << 24
+        raise AssertionError(f"threshold of p={p!r} not found near {centre}")
+    first = int(cand.to(torch.uint8).argmax())
+    if first == 0 and lo > 0:
+        raise AssertionError(f"threshold of p={p!r} not found near {centre}")
+    return lo + first
+
+
+def keyed_document_keep(doc_ids, lengths, T: int, width: int, p: float, *parts) -> torch.Tensor:
+    """``(B, T, width)`` bool on the CPU, equal to ``keyed_document_uniforms(doc_ids, lengths, T, width,
+    *parts) >= p`` (padding ``1.0 >= p``), without making the float uniforms.
+
+    A 24-bit uniform ``m / 2^24`` is ``>= p`` exactly when ``m >= m0`` (:func:`_unit24_threshold`),
+    i.e. when its 32-bit half ``h`` (``m = h >> 8``) is ``>= m0 * 2^8``: one integer compare per
+    entry instead of a shift, two float passes and a float compare (the dropout masks of every
+    M-step; ``benchmarks/profile_epoch.py``).
+    """
+    lengths = torch.as_tensor(lengths).reshape(-1).to(torch.long)
+    keys = document_keys(doc_ids, *parts)
+    B, n = keys.shape[0], T * width
+    bits = keyed_stream(keys, (n + 1) // 2)
+    halves = bits.astype("<u8", copy=False).view("<u4")[:, :n]  # the halves keyed_document_uniforms reads
+    m0 = _unit24_threshold(p)
+    keep = halves >= np.uint32(m0 << 8) if m0 < 1 << 24 else np.zeros(halves.shape, dtype=bool)
+    keep = torch.from_numpy(keep).view(B, T, width)
+    if B and int(lengths.min()) < T:
+        keep.masked_fill_(torch.arange(T).view(1, -1, 1) >= lengths.view(-1, 1, 1), bool(torch.ones((), dtype=torch.float32) >= p))
+    return keep
