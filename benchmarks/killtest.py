@@ -9,6 +9,7 @@ inside epochs and rank 0, the writer, inside writes). Each resume must finish bi
     python benchmarks/killtest.py                  # both world sizes, every kill point
     python benchmarks/killtest.py --world 1        # one process only
     python benchmarks/killtest.py --json out.json  # also write the per-kill records
+    python benchmarks/killtest.py --quick          # one process, 3 kill points (under 2 minutes)
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--world", type=int, nargs="+", default=[1, 2])
     p.add_argument("--json", default=None)
+    p.add_argument("--quick", action="store_true", help="one process, one kill inside an epoch and two inside writes")
     args = p.parse_args(argv)
+    points = POINTS
+    if args.quick:
+        args.world, points = [1], ["minibatch:5", "write-partial:1", "write-after-rename:2"]
     records = []
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,7 +49,7 @@ def main(argv=None) -> int:
             ref = reference(tmp / f"ref{world}", world)
             ref_s = time.perf_counter() - t0
             rows = []
-            for i, kill in enumerate(POINTS):
+            for i, kill in enumerate(points):
                 rank = 0 if kill.startswith("write") or world == 1 else 1
                 try:
                     r = kill_and_resume(tmp / f"w{world}_{i}", world, kill, kill_rank=rank)

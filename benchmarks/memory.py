@@ -9,6 +9,7 @@ The baseline RSS of an idle ``import pyro_ssl`` is reported too.
     python benchmarks/memory.py                          # 5,000 / 20,000 / 100,000 tokens
     python benchmarks/memory.py --tokens 5000 20000 --emission-only   # just the leave-out emission
     python benchmarks/memory.py --revision /work/main --tokens 5000   # an older checkout, for comparison
+    python benchmarks/memory.py --quick                  # 5,000 and 20,000 tokens, 100 score particles
 
 ``--emission-only`` measures :func:`pyro_ssl.infer.mstep.leave_out_log_emission` alone (K=50):
 the piece that was quadratic, a (T, T) float64 same-word tensor, before issue 15.
@@ -82,7 +83,10 @@ def main(argv=None) -> int:
     p.add_argument("--score-particles", type=int, default=1000)
     p.add_argument("--emission-only", action="store_true")
     p.add_argument("--revision", default=None, help="a checkout to put on PYTHONPATH instead of this one")
+    p.add_argument("--quick", action="store_true", help="5,000 and 20,000 tokens, 100 score particles")
     args = p.parse_args(argv)
+    if args.quick:
+        args.tokens, args.score_particles = [5000, 20000], 100
     mode = "emission" if args.emission_only else "fit"
     print(f"# {mode}: peak RSS (MB) by document length; checkout {args.revision or 'this one'}")
     for T in args.tokens:

@@ -5,7 +5,7 @@ V = 5000, one minibatch of 200, one M-step), after a warm-up epoch, on one threa
 
 Usage::
 
-    python benchmarks/profile_epoch.py [--rows 20] [--threads 1]
+    python benchmarks/profile_epoch.py [--rows 20] [--threads 1] [--quick]   # --quick: the operator table only
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="the torch.profiler table only (no cProfile epoch)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     s = SEED_SIZE
@@ -49,6 +50,8 @@ def main(argv=None):
     print(f"epoch under the profiler: {entry['seconds']:.3f} s (E-step {entry['estep_seconds']:.3f}, "
           f"M-step {entry['mstep_seconds']:.3f})")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    if args.quick:
+        return
     pr = cProfile.Profile()
     pr.enable()
     entry = em.run_epoch()

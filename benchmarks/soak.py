@@ -8,6 +8,7 @@ in an output, parameter or history entry; ``other`` a failed round trip or range
 
     python benchmarks/soak.py                   # 2,000 problems (about 4 minutes on one core)
     python benchmarks/soak.py --examples 200 --seed 1
+    python benchmarks/soak.py --quick           # 200 problems (under 2 minutes)
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--examples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="200 problems")
     args = p.parse_args(argv)
+    if args.quick:
+        args.examples = 200
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     counts = collections.Counter()
