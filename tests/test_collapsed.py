@@ -114,3 +114,10 @@ def test_collapsed_fit_keeps_counts_and_reports_acceptance(kernel):
     h = m.history[-1]
     assert 0.0 < h["acceptance_rate"] <= 1.0
     assert max(h["update_rate"]) > 0
+
+
+def test_collapsed_warns_when_one_minibatch_holds_every_document():
+    docs = [[0, 1, 2, 1], [2, 2, 3, 0], [1, 3, 3, 2]]
+    with pytest.warns(UserWarning, match="batch_size"):
+        SSL(K=2, hidden_size=4, epochs=1, batch_size=50, emission="collapsed", ancestor_lag=0).fit(
+            docs, vocab_size=4, progress=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 import zlib
 from dataclasses import dataclass
 
@@ -135,6 +136,12 @@ class StochasticEM:
         self.epoch = 0
         self.mstep = PriorMStep(model.prior, lr=self.learning.lr, clip_norm=self.learning.clip_norm, reducer=reducer)
         self._initial_paths = initial_paths
+        if self.learning.emission == "collapsed" and self.learning.batch_size >= self.D > 1:
+            warnings.warn(
+                f"emission='collapsed' with batch_size={self.learning.batch_size} >= {self.D} documents: the "
+                "proposals are swept under phi from the documents outside the minibatch, here none, so they "
+                "come from the prior alone and most are rejected. Use a batch_size well below the number of "
+                "documents (the default is 50)", stacklevel=2)
 
     # ------------------------------------------------------------------ storage
     def _positions(self, local: torch.Tensor, T: int):
