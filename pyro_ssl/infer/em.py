@@ -350,7 +350,6 @@ class StochasticEM:
                 x, n = self._batch(local)
                 mask = length_mask(n, x.shape[1])
             for s in range(learning.sweeps_per_epoch):
-                delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
                 if collapsed:  # the acceptance step keeps the counts current; ranks without documents join it
                     old, res = self._sweep(gidx, mine, local, *self._global_width(gidx, x if have else None,
                                                                                   n if have else None),
@@ -359,6 +358,7 @@ class StochasticEM:
                         stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(n, old.shape[1]))
                         self._set_paths(local, res.path)
                 else:
+                    delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
                     if have:
                         old, res = self._sweep(gidx, mine, local, x, n, (self.epoch, s))
                         stats.add(old, res.path, res.ess, res.num_ancestors, mask)

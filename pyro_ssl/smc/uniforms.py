@@ -224,8 +224,7 @@ class KeyedUniforms(UniformSource):
         u = keyed_rows(ids, 1 + self.T * S, int(seed), stream, *key)
         final = u[:, 0]
         steps = u[:, 1:].view(self.B, self.T, S)
-        if self.B and int(lens.min()) < self.T:
-            steps.masked_fill_(torch.arange(self.T).view(1, -1, 1) >= lens.view(-1, 1, 1), 0.5)
+        _fill_padding(steps, lens, 0.5)
         # Step-major, one contiguous block per use, so every step's slab is a contiguous view:
         # ancestors (T, B, P), the reference's redraw (T, B, 1), proposals (T, B, P, 1). Each
         # block is transposed and cast in one copy (one pass over the uniforms, not three).
@@ -262,15 +261,26 @@ def keyed_document_uniforms(doc_ids, lengths, T: int, width: int, *parts, device
     uniforms, exact in float32, two per 64-bit output. A document's values depend only on its
     key and position, never on its batch or the padded length.
     """
-    lengths = torch.as_tensor(lengths).reshape(-1).to(torch.long)
-    keys = document_keys(doc_ids, *parts)
-    B, n = keys.shape[0], T * width
-    bits = keyed_stream(keys, (n + 1) // 2)
-    # Each 64-bit output read as two little-endian 32-bit halves, top 24 bits of each.
-    halves = bits.astype("<u8", copy=False).view("<u4")[:, :n] >> np.uint32(8)
-    u = torch.from_numpy(halves.astype(np.float32) * np.float32(1.0 / (1 << 24))).view(B, T, width)
-    u.masked_fill_(torch.arange(T).view(1, -1, 1) >= lengths.view(-1, 1, 1), 1.0)
+    halves = _document_halves(doc_ids, T * width, *parts) >> np.uint32(8)  # top 24 bits of each half
+    u = torch.from_numpy(halves.astype(np.float32) * np.float32(1.0 / (1 << 24))).view(-1, T, width)
+    _fill_padding(u, lengths, 1.0)
     return u.to(device) if device is not None else u
+
+
+def _document_halves(doc_ids, n: int, *parts) -> np.ndarray:
+    """``(B, n)`` uint32: each document's keyed 64-bit outputs read as little-endian 32-bit halves."""
+    bits = keyed_stream(document_keys(doc_ids, *parts), (n + 1) // 2)
+    return bits.astype("<u8", copy=False).view("<u4")[:, :n]
+
+
+def _fill_padding(t: torch.Tensor, lengths, value) -> None:
+    """Set ``t`` ``(B, T, ...)`` to ``value`` at steps ``>= lengths[b]``, in place (nothing to do
+    when no document is shorter than ``T``)."""
+    lengths = torch.as_tensor(lengths).reshape(-1).to(torch.long)
+    B, T = t.shape[:2]
+    if B and int(lengths.min()) < T:
+        shape = (1, T) + (1,) * (t.ndim - 2)
+        t.masked_fill_(torch.arange(T).view(shape) >= lengths.view((-1,) + (1,) * (t.ndim - 1)), value)
 
 
 def _unit24_threshold(p: float) -> int:
@@ -305,14 +315,9 @@ def keyed_document_keep(doc_ids, lengths, T: int, width: int, p: float, *parts) 
     entry instead of a shift, two float passes and a float compare (the dropout masks of every
     M-step; ``benchmarks/profile_epoch.py``).
     """
-    lengths = torch.as_tensor(lengths).reshape(-1).to(torch.long)
-    keys = document_keys(doc_ids, *parts)
-    B, n = keys.shape[0], T * width
-    bits = keyed_stream(keys, (n + 1) // 2)
-    halves = bits.astype("<u8", copy=False).view("<u4")[:, :n]  # the halves keyed_document_uniforms reads
+    halves = _document_halves(doc_ids, T * width, *parts)  # the halves keyed_document_uniforms reads
     m0 = _unit24_threshold(p)
     keep = halves >= np.uint32(m0 << 8) if m0 < 1 << 24 else np.zeros(halves.shape, dtype=bool)
-    keep = torch.from_numpy(keep).view(B, T, width)
-    if B and int(lengths.min()) < T:
-        keep.masked_fill_(torch.arange(T).view(1, -1, 1) >= lengths.view(-1, 1, 1), bool(torch.ones((), dtype=torch.float32) >= p))
+    keep = torch.from_numpy(keep).view(-1, T, width)
+    _fill_padding(keep, lengths, bool(torch.ones((), dtype=torch.float32) >= p))
     return keep
