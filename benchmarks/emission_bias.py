@@ -14,7 +14,7 @@ so the only difference is what the emissions are):
 
 * ``gibbs``: ``emission="global"``, ``phi_update="gibbs"``: ``phi ~ Dirichlet(n + beta)``, then
   every document swept under it (exact; the uncollapsed Gibbs step);
-* ``leave_out``: ``emission="leave_out"`` (fit's default): every document swept in parallel
+* ``leave_out``: ``emission="leave_out"`` (the warm-up's and ``preset="heuristic"``'s): every document swept in parallel
   under ``phi`` from the *other* documents' counts (the package's
   :func:`~pyro_ssl.infer.mstep.leave_out_log_emission`), as a minibatch is;
 * ``smoothed``: ``emission="global"``, ``phi_update="smoothed"`` (the seed's): swept under the

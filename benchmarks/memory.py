@@ -2,14 +2,15 @@
 
 Each length runs in a fresh subprocess (peak RSS, ``resource.getrusage(...).ru_maxrss``, is a
 per-process high-water mark): one document of ``T`` tokens over a 2,000-word vocabulary is fitted
-for one epoch with every default (K=50, 10 particles, ancestor lag 5, leave-document-out
-emissions, smc start) and then scored (``--score-particles`` filter particles, one seed).
+for one epoch with every default (K=50, 10 particles, smc start; the epoch is a warm-up epoch:
+ancestor lag 5, leave-document-out emissions) and then scored (``--score-particles`` filter particles, one seed).
 The baseline RSS of an idle ``import pyro_ssl`` is reported too.
 
     python benchmarks/memory.py                          # 5,000 / 20,000 / 100,000 tokens
     python benchmarks/memory.py --tokens 5000 20000 --emission-only   # just the leave-out emission
     python benchmarks/memory.py --revision /work/main --tokens 5000   # an older checkout, for comparison
     python benchmarks/memory.py --quick                  # 5,000 and 20,000 tokens, 100 score particles
+    python benchmarks/memory.py --exact --tokens 20000   # the epoch after the warm-up (blocked, collapsed)
 
 ``--emission-only`` measures :func:`pyro_ssl.infer.mstep.leave_out_log_emission` alone (K=50):
 the piece that was quadratic, a (T, T) float64 same-word tensor, before issue 15.
@@ -47,7 +48,8 @@ if mode == "emission":
     e = leave_out_log_emission(counts, z, doc.view(1, T), torch.tensor([T]), 0.1)
     out["finite"] = bool(torch.isfinite(e).all())
 else:
-    m = pyro_ssl.fit([doc.tolist()], epochs=1, progress=False, vocab_size=V)
+    kw = dict(warmup_epochs=0) if mode == "exact" else {}
+    m = pyro_ssl.fit([doc.tolist()], epochs=1, progress=False, vocab_size=V, **kw)
     out["fit_seconds"] = time.perf_counter() - t0
     out["fit_peak_mb"] = rss_mb()
     out["history_finite"] = math.isfinite(m.history[-1]["log_joint_per_token"])
@@ -82,12 +84,13 @@ def main(argv=None) -> int:
     p.add_argument("--vocab", type=int, default=2000)
     p.add_argument("--score-particles", type=int, default=1000)
     p.add_argument("--emission-only", action="store_true")
+    p.add_argument("--exact", action="store_true", help="fit one epoch of the exact E-step (warmup_epochs=0)")
     p.add_argument("--revision", default=None, help="a checkout to put on PYTHONPATH instead of this one")
     p.add_argument("--quick", action="store_true", help="5,000 and 20,000 tokens, 100 score particles")
     args = p.parse_args(argv)
     if args.quick:
         args.tokens, args.score_particles = [5000, 20000], 100
-    mode = "emission" if args.emission_only else "fit"
+    mode = "emission" if args.emission_only else ("exact" if args.exact else "fit")
     print(f"# {mode}: peak RSS (MB) by document length; checkout {args.revision or 'this one'}")
     for T in args.tokens:
         print(json.dumps(measure(T, args.vocab, mode, args.score_particles, args.revision)), flush=True)

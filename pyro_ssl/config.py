@@ -189,15 +189,15 @@ class SamplerConfig:
     num_particles: int = _opt(10, "particles per document in the E-step, including the reference (>= 2)",
                               flag="--particles")
     ancestor_lag: int | str = _opt(
-        5, "ancestor-sampling look-ahead: 0 = plain CSMC (exact, slow to mix), an integer L (an approximation: "
-        "the reference's future is truncated after L steps; benchmarks/lag_bias.py measures its drift), or 'full' "
-        "(exact PGAS, cost quadratic in length)"
+        5, "ancestor-sampling look-ahead of kernel='ancestor' and of the warm-up: 0 = plain CSMC (exact, slow to "
+        "mix), an integer L (an approximation: the reference's future is truncated after L steps; "
+        "benchmarks/lag_bias.py measures its drift), or 'full' (exact PGAS, cost quadratic in length)"
     )
     resampling: str = _opt("multinomial", "resampling scheme of the conditional sweep (one that declares "
                            "conditional=True in pyro_ssl.smc.resampling)")
-    kernel: str = _opt("ancestor", "E-step kernel: 'ancestor' (conditional SMC over whole documents with ancestor "
-                       "sampling, see ancestor_lag) or 'blocked' (exact blocked conditional SMC, pyro_ssl.smc.blocked)",
-                       choices=KERNELS)
+    kernel: str = _opt("blocked", "E-step kernel after the warm-up: 'blocked' (exact blocked conditional SMC, "
+                       "pyro_ssl.smc.blocked) or 'ancestor' (conditional SMC over whole documents with ancestor "
+                       "sampling, see ancestor_lag)", choices=KERNELS)
     block_size: int = _opt(20, "positions per block of the blocked kernel")
     block_stride: int = _opt(10, "distance between block starts of the blocked kernel (<= block_size; smaller overlaps)")
 
@@ -233,19 +233,24 @@ class LearningConfig:
     clip_norm: float = _opt(5.0, "gradient-norm clip per parameter")
     phi_update: str = _opt("smoothed", "topic-word update: 'smoothed' (posterior mean) or 'gibbs' (a Dirichlet draw)",
                            choices=PHI_UPDATES)
-    emission: str = _opt("leave_out", "emissions in the sweep: 'collapsed' (exact: phi integrated out; proposals "
-                         "under phi from the documents outside the minibatch, corrected by a Metropolis-Hastings step, "
-                         "pyro_ssl.infer.collapsed; needs kernel='blocked' or ancestor_lag=0), 'global' (phi from all "
-                         "documents, the seed's; exact with phi_update='gibbs') or 'leave_out' (phi from the other "
-                         "documents; a heuristic, not an exact Gibbs step)",
+    emission: str = _opt("collapsed", "emissions in the sweep after the warm-up: 'collapsed' (exact: phi integrated "
+                         "out; proposals under phi from the documents outside the minibatch, corrected by a "
+                         "Metropolis-Hastings step, pyro_ssl.infer.collapsed; needs kernel='blocked' or ancestor_lag=0), "
+                         "'global' (phi from all documents, the seed's; exact with phi_update='gibbs') or 'leave_out' "
+                         "(phi from the other documents; a heuristic, not an exact Gibbs step)",
                          choices=EMISSIONS)
+    warmup_epochs: int = _opt(20, "epochs of the fast heuristic E-step before the configured one (ancestor sampling "
+                              "with look-ahead ancestor_lag and leave-out emissions): an initialisation, after which "
+                              "every sweep targets the stated posterior (docs/learning.md); 0 = the configured "
+                              "E-step from the first epoch")
     init: str = _opt("smc", "initial paths: 'uniform' (the seed's), 'smc' (a filter pass under perturbed topics) "
                      "or 'hmm' (paths of an EM-fitted HMM; one process only)", choices=INITS)
     init_steps: int = _opt(0, "M-step passes pre-training the prior on the initial paths")
     sweeps_per_epoch: int = _opt(1, "E-step sweeps over every minibatch per epoch")
     eval_particles: int = _opt(1000, "particle-filter particles when scoring (score, completion, token_log_probs)")
     patience: int = _opt(0, "early stopping: stop after this many validation evaluations without improvement and "
-                         "restore the best epoch's state (0: never stop early; needs a validation set)")
+                         "restore the best epoch's state; the warm-up's epochs are not watched (0: never stop early; needs a "
+                         "validation set)")
     min_delta: float = _opt(0.0, "early stopping: smallest change of the validation value that counts as an "
                             "improvement (perplexity, or log likelihood per token)")
 
@@ -259,6 +264,7 @@ class LearningConfig:
         _choice("emission", self.emission, EMISSIONS)
         _choice("init", self.init, INITS)
         self.init_steps = _int("init_steps", self.init_steps, 0)
+        self.warmup_epochs = _int("warmup_epochs", self.warmup_epochs, 0)
         self.sweeps_per_epoch = _int("sweeps_per_epoch", self.sweeps_per_epoch, 1)
         self.eval_particles = _int("eval_particles", self.eval_particles, 1)
         self.patience = _int("patience", self.patience, 0)
@@ -316,8 +322,12 @@ GROUPS = {"model": ModelConfig, "sampler": SamplerConfig, "learning": LearningCo
 PRESETS: dict[str, dict[str, Any]] = {
     # The seed's configuration (measured in docs/learning.md): uniform start, plain CSMC with
     # 10 particles, every document swept under phi from all documents, one M-step per epoch.
-    "seed": dict(num_particles=10, ancestor_lag=0, init="uniform", emission="global",
-                 batch_size=10**9, mstep_iters=1),
+    "seed": dict(num_particles=10, kernel="ancestor", ancestor_lag=0, init="uniform", emission="global",
+                 batch_size=10**9, mstep_iters=1, warmup_epochs=0),
+    # The default before 2026-12-03 (docs/learning.md): every epoch runs the fast heuristic
+    # E-step that the default now uses only as its warm-up. Approximate: truncated look-ahead
+    # and leave-out emissions; it learns better at equal epochs than the exact default.
+    "heuristic": dict(kernel="ancestor", ancestor_lag=5, emission="leave_out", warmup_epochs=0),
 }
 
 
@@ -337,7 +347,8 @@ class SSLConfig:
             raise ValueError(
                 "emission='collapsed' corrects the sweep by Metropolis-Hastings, which needs a kernel that is "
                 f"reversible for its own target; ancestor sampling (ancestor_lag={self.sampler.ancestor_lag!r}) is "
-                "not known to be. Use kernel='blocked' (exact, mixes at every position) or ancestor_lag=0"
+                "not known to be. Use kernel='blocked' (exact, mixes at every position), ancestor_lag=0, or "
+                "another emission (emission='leave_out' is the heuristic; preset='heuristic' sets all three)"
             )
 
     @classmethod

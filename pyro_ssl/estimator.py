@@ -443,7 +443,8 @@ class SSL(LanguageModel):
         def after_record(entry):
             # Between recording the epoch (with its validation value) and the user's callback:
             # the stopper first, so that a checkpoint holds the best state up to this epoch.
-            stop = stopper.update(entry, em.state_dict) if stopper is not None else False
+            # The warm-up only places the exact chain; early stopping watches the epochs after it.
+            stop = stopper.update(entry, em.state_dict) if stopper is not None and not entry["warmup"] else False
             if ckpt_file is not None:
                 save()
             return stop

@@ -32,7 +32,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 EVENTS = ("minibatch", "write-partial", "write-before-rename", "write-after-rename")
-SETTINGS = dict(K=3, hidden_size=8, num_particles=4, batch_size=4, ancestor_lag=2, epochs=3, seed=5)
+# One warm-up epoch, then two of the exact E-step (blocked, collapsed): kills land in both.
+SETTINGS = dict(K=3, hidden_size=8, num_particles=4, batch_size=4, ancestor_lag=2, epochs=3, warmup_epochs=1,
+                block_size=4, block_stride=2, seed=5)
 
 
 def corpus_docs(D: int = 12, V: int = 9, seed: int = 3) -> list[list[int]]:

@@ -31,12 +31,12 @@ def problems(draw):
     if same:  # identical documents
         docs = [list(docs[0]) for _ in range(D)]
     kernel = draw(st.sampled_from(["ancestor", "blocked"]))
-    emission = draw(st.sampled_from(["leave_out", "global"]))
+    emission = draw(st.sampled_from(["leave_out", "global", "collapsed"]))
     settings = dict(
         K=draw(st.integers(1, 3)),
         hidden_size=draw(st.sampled_from([1, 4])),
         num_particles=draw(st.integers(2, 4)),
-        ancestor_lag=draw(st.sampled_from([0, 1, 3, "full"])),
+        ancestor_lag=draw(st.sampled_from([0, 1, 3, "full"])) if kernel == "blocked" or emission != "collapsed" else 0,
         kernel=kernel,
         block_size=draw(st.integers(1, 4)),
         emission=emission,
@@ -46,6 +46,7 @@ def problems(draw):
         mstep_iters=draw(st.integers(0, 2)),
         dropout=draw(st.sampled_from([0.0, 0.3])),
         sweeps_per_epoch=draw(st.integers(1, 2)),
+        warmup_epochs=draw(st.integers(0, 2)),
         beta=draw(st.sampled_from([1e-3, 0.1, 2.0])),
         seed=draw(st.integers(0, 2**31)),
     )

@@ -190,8 +190,8 @@ def test_fit_without_out_saves_to_a_default_folder_and_says_where(tmp_path, monk
 
 def test_fit_filters_the_vocabulary_and_stops_early(tmp_path, capsys):
     write_corpus(tmp_path / "docs.txt", n=40)
-    args = ["fit", str(tmp_path / "docs.txt"), "--epochs", "6", "--stopwords", "--no-below", "2", "--patience", "1",
-            "--min-delta", "100", "--validation", "0.25", "--validation-particles", "8", "--out", str(tmp_path / "m"),
+    args = ["fit", str(tmp_path / "docs.txt"), "--epochs", "6", "--warmup-epochs", "0", "--stopwords", "--no-below", "2",
+            "--patience", "1", "--min-delta", "100", "--validation", "0.25", "--validation-particles", "8", "--out", str(tmp_path / "m"),
             *FAST]
     assert main(args) == 0
     m = load_model(tmp_path / "m")

@@ -95,18 +95,19 @@ def test_collapsed_mh_takes_the_sequential_metropolis_hastings_decisions():
 
 def test_collapsed_needs_a_reversible_kernel():
     with pytest.raises(ValueError, match="reversible"):
-        SSLConfig.from_flat(emission="collapsed", ancestor_lag=5)
+        SSLConfig.from_flat(emission="collapsed", kernel="ancestor", ancestor_lag=5)
     with pytest.raises(ValueError, match="no effect"):
         SSLConfig.from_flat(emission="collapsed", kernel="blocked", phi_update="gibbs")
     SSLConfig.from_flat(emission="collapsed", kernel="blocked")
-    SSLConfig.from_flat(emission="collapsed", ancestor_lag=0)
+    SSLConfig.from_flat(emission="collapsed", kernel="ancestor", ancestor_lag=0)
+    SSLConfig.from_flat(ancestor_lag=5)  # the default: blocked after a warm-up whose look-ahead this is
 
 
-@pytest.mark.parametrize("kernel", [dict(kernel="blocked", block_size=6, block_stride=3), dict(ancestor_lag=0)])
+@pytest.mark.parametrize("kernel", [dict(kernel="blocked", block_size=6, block_stride=3), dict(kernel="ancestor", ancestor_lag=0)])
 def test_collapsed_fit_keeps_counts_and_reports_acceptance(kernel):
     g = torch.Generator().manual_seed(0)
     docs = [torch.randint(12, (int(n),), generator=g).tolist() for n in torch.randint(5, 25, (30,), generator=g)]
-    m = SSL(K=3, hidden_size=8, epochs=2, batch_size=8, emission="collapsed", seed=1, **kernel).fit(
+    m = SSL(K=3, hidden_size=8, epochs=2, batch_size=8, emission="collapsed", warmup_epochs=0, seed=1, **kernel).fit(
         docs, vocab_size=12, progress=False)
     em = m._em
     recount = em._local_counts()
@@ -116,8 +117,20 @@ def test_collapsed_fit_keeps_counts_and_reports_acceptance(kernel):
     assert max(h["update_rate"]) > 0
 
 
-def test_collapsed_warns_when_one_minibatch_holds_every_document():
-    docs = [[0, 1, 2, 1], [2, 2, 3, 0], [1, 3, 3, 2]]
-    with pytest.warns(UserWarning, match="batch_size"):
-        SSL(K=2, hidden_size=4, epochs=1, batch_size=50, emission="collapsed", ancestor_lag=0).fit(
-            docs, vocab_size=4, progress=False)
+def test_collapsed_sweeps_small_corpora_in_groups_of_a_quarter():
+    """With batch_size >= D the proposals' table (phi from the documents outside the documents
+    swept together) would be the prior alone; the collapsed E-step sweeps a minibatch in groups
+    of at most D // 4 documents, so the proposals see three quarters of the corpus."""
+    g = torch.Generator().manual_seed(0)
+    docs = [torch.randint(12, (int(n),), generator=g).tolist() for n in torch.randint(5, 25, (24,), generator=g)]
+    rates = {}
+    for group in (None, 24):
+        m = SSL(K=3, hidden_size=8, epochs=3, warmup_epochs=1, seed=2)
+        m.fit(docs, vocab_size=12, epochs=1, progress=False)
+        assert m._em._collapsed_group == 6
+        if group is not None:
+            m._em._collapsed_group = group  # the former behaviour: the whole corpus at once
+        m.fit(docs, vocab_size=12, epochs=2, progress=False)
+        assert torch.equal(m._em._local_counts(), m._em.counts)
+        rates[group] = sum(e["acceptance_rate"] for e in m.history[1:]) / 2
+    assert rates[None] > rates[24] + 0.1, rates

@@ -186,11 +186,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("extra", [{}, dict(kernel="blocked", block_size=5, block_stride=3, ancestor_lag=0,
-                                           emission="collapsed")], ids=["ancestor-leave_out", "blocked-collapsed"])
+@pytest.mark.parametrize("extra", [dict(preset="heuristic"), dict(warmup_epochs=1, block_size=5, block_stride=3)],
+                         ids=["heuristic", "default-warmup-then-exact"])
 def test_two_gloo_processes_match_ssl_fit_in_one_process(tmp_path, extra):
-    """With the collapsed emissions every rank takes part in every acceptance decision of the
-    global minibatch (documents of different lengths on the two ranks: different block counts)."""
+    """The heuristic E-step, and the default: one warm-up epoch, then the exact blocked collapsed
+    E-step, where every rank takes part in every acceptance decision of the global minibatch
+    (documents of different lengths on the two ranks: different block counts; groups of 5 of
+    each minibatch of 7, a quarter of the 23 documents)."""
     from pyro_ssl import SSL
     from pyro_ssl.data.ondisk import write_ondisk
     from pyro_ssl.io import CHECKPOINT_FILE

@@ -8,7 +8,7 @@ from pyro_ssl.infer.stopping import EarlyStopping
 
 from helpers import simulated_corpus
 
-FAST = dict(K=3, hidden_size=8, num_particles=4, batch_size=20, seed=0)
+FAST = dict(K=3, hidden_size=8, num_particles=4, batch_size=20, warmup_epochs=0, seed=0)
 
 
 def test_patience_logic():
@@ -65,6 +65,16 @@ def test_fit_stops_after_patience_and_restores_the_best_epoch():
     m3 = SSL(**FAST, patience=1, min_delta=1e6).fit(train, epochs=5, eval_data=(t, torch.full((10,), 25), 15),
                                                     eval_particles=20, progress=False)
     assert len(m3.history) == 2 and "completion_ppl" in m3.history[0]
+
+
+def test_warmup_epochs_are_not_watched():
+    """The warm-up only places the exact chain: with min_delta larger than any change the first
+    evaluation after the warm-up stays the best, whatever the warm-up's values were."""
+    docs = simulated_corpus(D=50, T=20)
+    m = SSL(**dict(FAST, warmup_epochs=2), patience=1, min_delta=100.0).fit(
+        docs[:40], epochs=8, eval_data=docs[40:], eval_particles=20, progress=False)
+    assert [e["warmup"] for e in m.history] == [True, True, False, False]
+    assert m.best_epoch == 3 and all("heldout_log_lik" in e for e in m.history)
 
 
 def test_patience_needs_validation_data_and_pg():

@@ -34,7 +34,7 @@ def tiny_ssl(seed=8, log_phi=None, **settings):
 
 @pytest.fixture(scope="module")
 def problem():
-    m, prior, log_phi = tiny_ssl(ancestor_lag="full", num_particles=4)
+    m, prior, log_phi = tiny_ssl(kernel="ancestor", ancestor_lag="full", emission="leave_out", num_particles=4)
     x = torch.tensor(DOC)
     paths, log_post, log_px = enumerate_paths(prior, log_phi, x)
     return m, paths, log_post, log_px, exact_marginals(paths, log_post, 3)
@@ -52,9 +52,21 @@ def test_predict_proba_matches_enumerated_marginals(problem):
     assert (z <= Z_SIGMA).all(), ((proba[0] - exact).abs().max(), z.max())
     # A planted bug: the same chains under half-strength emissions are far outside the tolerance.
     wrong_phi = torch.log_softmax(0.5 * m.log_phi, -1)
-    bad, bad_se = tiny_ssl(log_phi=wrong_phi, ancestor_lag="full", num_particles=4)[0].predict_proba(
+    bad, bad_se = tiny_ssl(log_phi=wrong_phi, kernel="ancestor", ancestor_lag="full", emission="leave_out", num_particles=4)[0].predict_proba(
         [DOC], num_chains=2000, burn_in=10, num_sweeps=5, seed=2)
     assert ((bad[0] - exact).abs() > Z_SIGMA * bad_se[0]).any()
+
+
+def test_predict_proba_with_the_default_blocked_kernel_matches_enumerated_marginals(problem):
+    """The verbs sweep with the model's kernel, by default the blocked one (here blocks of 3,
+    stride 2, so the 7 positions need several blocks). 8000 chains, SE <= 0.003."""
+    _, _, _, _, exact = problem
+    m = tiny_ssl(num_particles=4, block_size=3, block_stride=2)[0]
+    assert m.config.sampler.kernel == "blocked"
+    proba, se = m.predict_proba([DOC], num_chains=8000, burn_in=10, num_sweeps=10, seed=4)
+    assert float(se.max()) <= 0.003
+    z = (proba[0] - exact).abs() / se[0].clamp_min(1e-6)
+    assert (z <= Z_SIGMA).all(), ((proba[0] - exact).abs().max(), z.max())
 
 
 def test_predict_proba_shapes_padding_and_single_chain():
@@ -90,7 +102,7 @@ def test_transform_matches_enumerated_topic_shares(problem):
 
 def test_decode_finds_the_enumerated_best_path():
     """On three documents the best path found is the exact argmax of p(x, z) (and its log joint)."""
-    m, prior, log_phi = tiny_ssl(ancestor_lag="full", num_particles=4)
+    m, prior, log_phi = tiny_ssl(kernel="ancestor", ancestor_lag="full", emission="leave_out", num_particles=4)
     docs = [DOC, [5, 5, 1, 0, 0, 2, 3], [4, 4, 4, 1, 1, 0, 2]]
     paths, lj = m.decode(docs, num_sweeps=20, seed=0)
     for d, doc in enumerate(docs):

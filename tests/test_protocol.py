@@ -151,6 +151,29 @@ def test_page_and_plots(tiny_result, tmp_path):
     json.dumps(res)  # JSON-able
 
 
+def test_keep_from_merges_models_of_an_earlier_run_on_the_same_split_only(tiny_result):
+    _, res = tiny_result
+    old = json.loads(json.dumps(res))
+    new = json.loads(json.dumps(res))
+    new["models"] = {"ssl": new["models"]["ssl"]}
+    new["settings"]["fixed"]["hmm_iters"] = 999  # not the HMM's run: the merged page keeps the old one's
+    new["models"]["ssl"]["runs"][0]["unseen_ppl"] += 1.0
+    merged = protocol.merge_results(new, old)
+    assert list(merged["models"]) == list(protocol.MODELS)
+    assert merged["models"]["ssl"] == new["models"]["ssl"] and merged["models"]["hmm"] == old["models"]["hmm"]
+    assert merged["settings"]["fixed"]["hmm_iters"] == old["settings"]["fixed"]["hmm_iters"]
+    assert sorted(merged["settings"]["kept_from"]["models"]) == sorted(m for m in protocol.MODELS if m != "ssl")
+    rows = {r["model"]: r for r in merged["summary"]}
+    runs = merged["models"]["ssl"]["runs"]
+    assert rows["ssl"]["unseen_ppl"] == pytest.approx(sum(r["unseen_ppl"] for r in runs) / len(runs))
+    page = protocol.render_page(merged, command="cmd", data="d.csv", images={"test": "t.png", "validation": "v.png"})
+    assert "merged by `--keep-from`" in page
+    other = json.loads(json.dumps(old))
+    other["split"]["V"] += 1
+    with pytest.raises(ValueError, match="another split"):
+        protocol.merge_results(new, other)
+
+
 @pytest.mark.skipif(not SHARED_CSV.is_file(), reason="shared IMDB sample not present")
 def test_quick_variant_on_shared_sample(tmp_path):
     """The one command, quick variant: writes the page, the JSON and both plots."""

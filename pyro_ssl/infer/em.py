@@ -44,7 +44,29 @@ from .mstep import (
 )
 from .reduce import LOCAL, Reducer
 
-__all__ = ["StochasticEM", "SweepStats", "perturbed_log_phi"]
+__all__ = ["EStep", "StochasticEM", "SweepStats", "estep_for_epoch", "perturbed_log_phi"]
+
+
+@dataclass(frozen=True)
+class EStep:
+    """The E-step of one epoch: its kernel (``"ancestor"`` or ``"blocked"``), look-ahead and
+    emissions, and whether it is the warm-up's heuristic one."""
+
+    kernel: str
+    ancestor_lag: int | str
+    emission: str
+    warmup: bool
+
+
+def estep_for_epoch(config: SSLConfig, epoch: int) -> EStep:
+    """The E-step of ``epoch`` (0-based): the warm-up's fast heuristic (ancestor sampling with
+    look-ahead ``ancestor_lag``, leave-out emissions) for ``epoch < warmup_epochs``, the
+    configured kernel and emissions after. The warm-up only chooses where the exact chain
+    starts (paths, counts and prior); it is not part of the target."""
+    s, lr = config.sampler, config.learning
+    if epoch < lr.warmup_epochs:
+        return EStep("ancestor", s.ancestor_lag, "leave_out", True)
+    return EStep(s.kernel, s.ancestor_lag, lr.emission, False)
 
 
 @dataclass
@@ -136,12 +158,11 @@ class StochasticEM:
         self.epoch = 0
         self.mstep = PriorMStep(model.prior, lr=self.learning.lr, clip_norm=self.learning.clip_norm, reducer=reducer)
         self._initial_paths = initial_paths
-        if self.learning.emission == "collapsed" and self.learning.batch_size >= self.D > 1:
-            warnings.warn(
-                f"emission='collapsed' with batch_size={self.learning.batch_size} >= {self.D} documents: the "
-                "proposals are swept under phi from the documents outside the minibatch, here none, so they "
-                "come from the prior alone and most are rejected. Use a batch_size well below the number of "
-                "documents (the default is 50)", stacklevel=2)
+        self.estep = estep_for_epoch(config, 0)
+        # The collapsed E-step proposes under phi from the documents outside the documents swept
+        # together, so those are at most a quarter of the corpus whatever the minibatch (with
+        # batch_size >= D the proposals would come from the prior alone and be mostly rejected).
+        self._collapsed_group = max(1, min(self.learning.batch_size, self.D // 4))
 
     # ------------------------------------------------------------------ storage
     def _positions(self, local: torch.Tensor, T: int):
@@ -256,22 +277,22 @@ class StochasticEM:
         With ``emission="collapsed"`` the sweep's updates are Metropolis-Hastings proposals that
         :meth:`_collapsed_acceptor` accepts or rejects, keeping ``self.counts`` current as it goes.
         """
-        model, P = self.model, self.sampler.num_particles
+        model, P, estep = self.model, self.sampler.num_particles, self.estep
         T = x.shape[1]
         old = self.get_paths(local, T)
         log_emission, accept = None, None
-        if self.learning.emission == "leave_out":
+        if estep.emission == "leave_out":
             log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
-        elif self.learning.emission == "collapsed":
+        elif estep.emission == "collapsed":
             log_emission, accept = self._collapsed_acceptor(gidx, mine, local, x, n, old, key)
             if len(local) == 0:  # no documents here: take part in the (collective) decisions only
                 blocks = block_starts(T, self.sampler.block_size, self.sampler.block_stride) \
-                    if self.sampler.kernel == "blocked" else [None]
+                    if estep.kernel == "blocked" else [None]
                 for i in range(len(blocks)):
                     accept(i, local.to(self.device), old, old)
                 return old, None
         dtype = model.prior.dtype
-        if self.sampler.kernel == "blocked":
+        if estep.kernel == "blocked":
             def block_uniforms(i, s, block_lengths, block_T, rows):
                 # Keyed by the documents that reach block i (shorter ones drop out of later blocks).
                 return KeyedUniforms(self.seed, mine[rows], block_lengths, block_T, P, key + (i,), device=self.device,
@@ -282,7 +303,7 @@ class StochasticEM:
                                            log_emission=log_emission, accept=accept)
         u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=dtype)
         res = csmc_sweep(model.prior, self.log_phi, x, n, P, old, resampling=self.sampler.resampling,
-                         ancestor_lag=self.sampler.ancestor_lag, uniforms=u, diagnostics=True,
+                         ancestor_lag=estep.ancestor_lag, uniforms=u, diagnostics=True,
                          log_emission=log_emission)
         if accept is not None:
             keep = accept(0, torch.arange(len(local), device=self.device), old, res.path).unsqueeze(-1)
@@ -341,7 +362,8 @@ class StochasticEM:
         acc = torch.zeros(2, dtype=torch.float64, device=self.device)  # log joint, M-step loss
         e_seconds = m_seconds = 0.0
         n_steps = 0
-        collapsed = learning.emission == "collapsed"
+        self.estep = estep_for_epoch(self.config, self.epoch)
+        collapsed = self.estep.emission == "collapsed"
         self._accepts = torch.zeros(2, dtype=torch.float64, device=self.device)  # accepted, changed proposals
         for mb, (gidx, mine, local) in enumerate(self._minibatches(self.epoch)):
             te = time.perf_counter()
@@ -351,12 +373,14 @@ class StochasticEM:
                 mask = length_mask(n, x.shape[1])
             for s in range(learning.sweeps_per_epoch):
                 if collapsed:  # the acceptance step keeps the counts current; ranks without documents join it
-                    old, res = self._sweep(gidx, mine, local, *self._global_width(gidx, x if have else None,
-                                                                                  n if have else None),
-                                           (self.epoch, s))
-                    if have:
-                        stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(n, old.shape[1]))
-                        self._set_paths(local, res.path)
+                    for g, sub in enumerate(gidx.split(self._collapsed_group)):
+                        smine = sub[(sub >= self.lo) & (sub < self.hi)]
+                        slocal = smine - self.lo
+                        xs, ns = self._batch(slocal) if len(slocal) else (None, None)
+                        old, res = self._sweep(sub, smine, slocal, *self._global_width(sub, xs, ns), (self.epoch, s, g))
+                        if len(slocal):
+                            stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(ns, old.shape[1]))
+                            self._set_paths(slocal, res.path)
                 else:
                     delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
                     if have:
@@ -389,6 +413,7 @@ class StochasticEM:
             "mstep_seconds": m_seconds,
             "docs_per_second": self.D / seconds,
             "world_size": self.reducer.world_size,
+            "warmup": self.estep.warmup,
         }
         entry.update(stats.summary())
         if collapsed:  # the same on every rank: every rank takes every decision

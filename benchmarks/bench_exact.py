@@ -1,0 +1,84 @@
+"""What exactness costs per epoch: the default's exact epoch, the warm-up's heuristic epoch and
+the seed's algorithm, interleaved in one run (issues 13 and 16).
+
+Seed size (``_common.SEED_SIZE``: 200 documents x 100 tokens of synthetic Zipf text, V = 5000,
+K = 50, H = 64, P = 10), one thread, one process. Three stochastic-EM runs share the corpus:
+
+* ``seed``: preset ``seed`` (plain CSMC, phi from all documents, one minibatch, one M-step);
+* ``heuristic``: ``preset="heuristic"`` (the warm-up's E-step for every epoch: lag-5 ancestor
+  sampling, leave-out emissions, minibatches of 50 with 5 M-steps);
+* ``exact``: fit's default after its warm-up (``warmup_epochs=0``: blocked conditional SMC,
+  blocks of 20 / stride 10, the collapsed emissions with their Metropolis-Hastings step).
+
+Each repeat runs one epoch of each, rotating which goes first, after one untimed epoch each.
+Printed: the median epoch seconds (E-step and M-step apart), and the ratios to the seed's
+epoch and to the heuristic's, with the load average.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_exact.py              # 5 repeats, ~3 minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_exact.py --quick      # 2 repeats, 100 documents
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SEED_SIZE, load_average, machine_line, synthetic_corpus, table  # noqa: E402
+
+CONFIGS = {"seed": dict(preset="seed"), "heuristic": dict(preset="heuristic"), "exact": dict(warmup_epochs=0)}
+
+
+def make(name: str, tokens, lengths, V: int):
+    from pyro_ssl.config import SSLConfig
+    from pyro_ssl.data.shard import TokenShard
+    from pyro_ssl.infer.em import StochasticEM
+    from pyro_ssl.model import TopicalSSL
+
+    s = SEED_SIZE
+    cfg = SSLConfig.from_flat(K=s["K"], hidden_size=s["H"], num_particles=s["P"], seed=0, **CONFIGS[name])
+    return StochasticEM(TopicalSSL(s["K"], V, hidden_size=s["H"]), TokenShard(tokens, lengths, V=V), cfg)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--docs", type=int, default=SEED_SIZE["D"])
+    p.add_argument("--quick", action="store_true", help="2 repeats on 100 documents (under 2 minutes)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.docs = 2, 100
+    torch.set_num_threads(1)
+    V = SEED_SIZE["V"]
+    tokens, lengths = synthetic_corpus(args.docs, SEED_SIZE["T"], V, seed=0)
+    print(machine_line(), flush=True)
+    ems = {name: make(name, tokens, lengths, V) for name in CONFIGS}
+    for em in ems.values():
+        em.run_epoch()  # untimed: first calls, and the counts the later epochs start from
+    times = {name: {"epoch": [], "estep": [], "mstep": []} for name in ems}
+    acceptance = []
+    names = list(ems)
+    for r in range(args.repeats):
+        for name in names[r % 3:] + names[: r % 3]:
+            e = ems[name].run_epoch()
+            times[name]["epoch"].append(e["seconds"])
+            times[name]["estep"].append(e["estep_seconds"])
+            times[name]["mstep"].append(e["mstep_seconds"])
+            if name == "exact":
+                acceptance.append(e["acceptance_rate"])
+    med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+    rows = [(n, f"{m['epoch']:.3f}", f"{m['estep']:.3f}", f"{m['mstep']:.3f}", f"{m['epoch'] / med['seed']['epoch']:.2f}",
+             f"{m['epoch'] / med['heuristic']['epoch']:.2f}") for n, m in med.items()]
+    print(f"{args.docs} documents x {SEED_SIZE['T']} tokens, K = {SEED_SIZE['K']}, P = {SEED_SIZE['P']}, "
+          f"median of {args.repeats} interleaved epochs; load average after: {load_average()}")
+    print(table(rows, ("E-step", "epoch s", "E-step s", "M-step s", "x seed", "x heuristic")))
+    print(f"exact epochs' acceptance rate: {', '.join(f'{a:.2f}' for a in acceptance)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
