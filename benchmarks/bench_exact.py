@@ -18,6 +18,7 @@ epoch and to the heuristic's, with the load average.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_exact.py              # 5 repeats, ~3 minutes
     OMP_NUM_THREADS=1 python benchmarks/bench_exact.py --quick      # 2 repeats, 100 documents
+    OMP_NUM_THREADS=1 python benchmarks/bench_exact.py --docs 50 --length 1000 --repeats 2
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--docs", type=int, default=SEED_SIZE["D"])
+    p.add_argument("--length", type=int, default=SEED_SIZE["T"], help="tokens per document (the exact epoch's "
+                   "cost grows with its square: every block rescores the whole fixed future)")
     p.add_argument("--quick", action="store_true", help="2 repeats on 100 documents (under 2 minutes)")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.docs = 2, 100
     torch.set_num_threads(1)
     V = SEED_SIZE["V"]
-    tokens, lengths = synthetic_corpus(args.docs, SEED_SIZE["T"], V, seed=0)
+    tokens, lengths = synthetic_corpus(args.docs, args.length, V, seed=0)
     print(machine_line(), flush=True)
     ems = {name: make(name, tokens, lengths, V) for name in CONFIGS}
     for em in ems.values():
@@ -76,7 +79,7 @@ def main(argv=None) -> int:
     med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
     rows = [(n, f"{m['epoch']:.3f}", f"{m['estep']:.3f}", f"{m['mstep']:.3f}", f"{m['epoch'] / med['seed']['epoch']:.2f}",
              f"{m['epoch'] / med['heuristic']['epoch']:.2f}") for n, m in med.items()]
-    print(f"{args.docs} documents x {SEED_SIZE['T']} tokens, K = {SEED_SIZE['K']}, P = {SEED_SIZE['P']}, "
+    print(f"{args.docs} documents x {args.length} tokens, K = {SEED_SIZE['K']}, P = {SEED_SIZE['P']}, "
           f"median of {args.repeats} interleaved epochs; load average after: {load_average()}")
     print(table(rows, ("E-step", "epoch s", "E-step s", "M-step s", "x seed", "x heuristic")))
     print(f"exact epochs' acceptance rate: {', '.join(f'{a:.2f}' for a in acceptance)}")

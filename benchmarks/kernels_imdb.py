@@ -26,6 +26,7 @@ IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "imdb_
 CONFIGS = {
     "default": {},
     "heuristic": dict(preset="heuristic"),
+    "default_stride20": dict(block_stride=20),  # the default with blocks that do not overlap
     "blocked": dict(kernel="blocked", emission="leave_out", warmup_epochs=0),
     "blocked_gibbs_global": dict(kernel="blocked", emission="global", phi_update="gibbs", warmup_epochs=0),
     "lag5_gibbs_global": dict(kernel="ancestor", emission="global", phi_update="gibbs", warmup_epochs=0),

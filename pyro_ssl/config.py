@@ -234,7 +234,7 @@ class LearningConfig:
     phi_update: str = _opt("smoothed", "topic-word update: 'smoothed' (posterior mean) or 'gibbs' (a Dirichlet draw)",
                            choices=PHI_UPDATES)
     emission: str = _opt("collapsed", "emissions in the sweep after the warm-up: 'collapsed' (exact: phi integrated "
-                         "out; proposals under phi from the documents outside the minibatch, corrected by a "
+                         "out; proposals under phi from the documents outside the ones swept together, corrected by a "
                          "Metropolis-Hastings step, pyro_ssl.infer.collapsed; needs kernel='blocked' or ancestor_lag=0), "
                          "'global' (phi from all documents, the seed's; exact with phi_update='gibbs') or 'leave_out' "
                          "(phi from the other documents; a heuristic, not an exact Gibbs step)",

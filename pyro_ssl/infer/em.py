@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-import warnings
 import zlib
 from dataclasses import dataclass
 
