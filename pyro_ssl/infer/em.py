@@ -206,8 +206,13 @@ class StochasticEM:
         """``(global ids, mine, shard-local indices)`` of every global minibatch of ``epoch``."""
         order = torch.randperm(self.D, generator=keyed_generator(self.seed, "order", epoch))
         for gidx in order.split(self.learning.batch_size):
-            mine = gidx[(gidx >= self.lo) & (gidx < self.hi)]
-            yield gidx, mine, mine - self.lo
+            yield (gidx, *self._here(gidx))
+
+    def _here(self, gidx: torch.Tensor):
+        """``(mine, local)``: the global documents ``gidx`` this process holds, by global and by
+        shard-local index."""
+        mine = gidx[(gidx >= self.lo) & (gidx < self.hi)]
+        return mine, mine - self.lo
 
     # ------------------------------------------------------------------ start
     @hot_loop
@@ -373,8 +378,7 @@ class StochasticEM:
             for s in range(learning.sweeps_per_epoch):
                 if collapsed:  # the acceptance step keeps the counts current; ranks without documents join it
                     for g, sub in enumerate(gidx.split(self._collapsed_group)):
-                        smine = sub[(sub >= self.lo) & (sub < self.hi)]
-                        slocal = smine - self.lo
+                        smine, slocal = self._here(sub)
                         xs, ns = self._batch(slocal) if len(slocal) else (None, None)
                         old, res = self._sweep(sub, smine, slocal, *self._global_width(sub, xs, ns), (self.epoch, s, g))
                         if len(slocal):
