@@ -4,7 +4,7 @@
 fit's defaults except the kernel settings, completion perplexity with 1,000 filter particles.
 Prints one JSON line per (configuration, training seed).
 
-    python benchmarks/kernels_imdb.py --K 10 --configs default heuristic --seeds 0 1 2
+    python benchmarks/kernels_imdb.py --K 10 --configs default heuristic --seeds 0 1 2 --baselines
     python benchmarks/kernels_imdb.py --quick        # 40 reviews, 2 epochs, one seed (under 2 minutes)
 """
 
@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--docs", type=int, default=200)
     p.add_argument("--eval-particles", type=int, default=1000)
+    p.add_argument("--baselines", action="store_true", help="also score the unigram and an EM-fitted HMM with K "
+                   "topics on the same split, exactly (benchmarks/learning.py's baselines)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -57,6 +59,12 @@ def main(argv=None) -> int:
     corpus = load_corpus(args.data, vocab_size=5000)
     split = completion_split(corpus, T1=100, T2=70, num_docs=args.docs, seed=0)
     print(f"# load {os.getloadavg()[0]:.2f}", flush=True)
+    if args.baselines:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from learning import baselines
+
+        print(json.dumps({"K": args.K, "baselines": {k: round(v["ppl"], 2) for k, v in
+                                                     baselines(split, [args.K], corpus.V).items()}}), flush=True)
     for name in args.configs:
         for seed in args.seeds:
             t0 = time.perf_counter()
