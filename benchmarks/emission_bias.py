@@ -83,7 +83,7 @@ def run(kernel, prior, x, beta, start, sweeps, P, seed, lag=FULL_LAG):
     for _ in range(sweeps):
         n = counts_per_chain(z)
         if kernel.startswith("collapsed"):
-            collapsed_sweep(kernel, prior, x, beta, z, n, P, g)
+            collapsed_sweep(kernel, prior, x, beta, z, n, P, g, future_lag=0 if kernel.endswith("_lag0") else None)
             continue
         if kernel == "gibbs":  # the package's steps, batched over chains: (C, K, V)
             log_phi = dirichlet_log_phi(n, beta)
@@ -108,7 +108,8 @@ def run(kernel, prior, x, beta, start, sweeps, P, seed, lag=FULL_LAG):
     return z
 
 
-def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, minibatches=MINIBATCHES):
+def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, minibatches=MINIBATCHES,
+                    future_lag=None):
     """One collapsed E-step of every chain, minibatch by minibatch (:data:`MINIBATCHES`), in place.
 
     ``x``: ``(D, T)`` words shared by the chains or ``(C, D, T)`` each chain's own; ``z`` ``(C, D, T)``.
@@ -116,7 +117,9 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
     ``collapsed``: plain CSMC proposals (``ancestor_lag=0``); ``collapsed_blocked``: blocked CSMC
     (blocks of 2, stride 1, so every position is updated inside a block); both under ``phi`` from
     the documents outside the minibatch, accepted by :func:`~pyro_ssl.infer.collapsed.collapsed_mh`
-    against the chain's counts ``n`` ``(C, K, V)``, which it keeps current.
+    against the chain's counts ``n`` ``(C, K, V)``, which it keeps current. ``future_lag``: the
+    blocked kernel's (``None`` full; ``collapsed_blocked_lag0`` runs it with 0, the whole fixed
+    future through its Metropolis-Hastings correction, folded into the same decision).
     """
     C, D, T = z.shape
     K, V = n.shape[-2:]
@@ -136,15 +139,16 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
             acc = collapsed_mh(n, xb, mask, cur, prop, log_q, beta, torch.rand(C, S, generator=g, dtype=torch.float64))
             z[:, batch] = torch.where(acc.unsqueeze(-1), prop, cur)
         else:
-            def accept(i, rows, current, proposed):
+            def accept(i, rows, current, proposed, log_ratio):
                 assert rows.numel() == C * S  # equal lengths: every document reaches every block
                 u = torch.rand(C, S, generator=g, dtype=torch.float64)
                 return collapsed_mh(n, xb, mask, current.view(C, S, T), proposed.view(C, S, T), log_q, beta,
-                                    u).reshape(-1)
+                                    u, log_ratio.view(C, S)).reshape(-1)
 
             z[:, batch] = blocked_csmc_sweep(prior, dummy, xb.reshape(C * S, T), lengths, P, cur.reshape(C * S, T),
                                              block_size=block_size, stride=stride, generator=g,
-                                             log_emission=log_q.reshape(C * S, T, K), accept=accept).path.view(C, S, T)
+                                             log_emission=log_q.reshape(C * S, T, K), accept=accept,
+                                             future_lag=future_lag).path.view(C, S, T)
 
 
 def check_leave_out_formula(prior, x, beta, z):
@@ -188,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--chains", type=int, default=None)
     p.add_argument("--sweeps", type=int, default=None)
     p.add_argument("--kernels", nargs="+", default=["gibbs", "leave_out", "smoothed"],
-                   choices=["gibbs", "leave_out", "smoothed", "collapsed", "collapsed_blocked"])
+                   choices=["gibbs", "leave_out", "smoothed", "collapsed", "collapsed_blocked", "collapsed_blocked_lag0"])
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     chains = args.chains or (50_000 if args.quick else 200_000)

@@ -182,6 +182,18 @@ class ModelConfig:
         self.beta = _float("beta", self.beta, low=0.0, low_open=True)
 
 
+def _lag(name: str, value) -> int | str:
+    """A look-ahead setting: an integer >= 0 (digits accepted) or :data:`FULL_LAG`."""
+    if value == FULL_LAG:
+        return value
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    try:
+        return _int(name, value, 0)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer >= 0 or {FULL_LAG!r}, got {value!r}") from None
+
+
 @dataclass
 class SamplerConfig:
     """The particle-Gibbs E-step (SPEC section 2)."""
@@ -200,16 +212,15 @@ class SamplerConfig:
                        "sampling, see ancestor_lag)", choices=KERNELS)
     block_size: int = _opt(20, "positions per block of the blocked kernel")
     block_stride: int = _opt(10, "distance between block starts of the blocked kernel (<= block_size; smaller overlaps)")
+    block_lookahead: int | str = _opt(
+        5, "fixed-future positions the blocked kernel scores in every particle's weight: 'full' (all of them), "
+        "or an integer L (the first L; the rest corrects the block's new path by a Metropolis-Hastings step scored "
+        "on two rows instead of all particles): exact either way, pyro_ssl.smc.blocked")
 
     def __post_init__(self):
         self.num_particles = _int("num_particles", self.num_particles, 2)
-        if self.ancestor_lag != FULL_LAG:
-            if isinstance(self.ancestor_lag, str) and self.ancestor_lag.isdigit():
-                self.ancestor_lag = int(self.ancestor_lag)
-            try:
-                self.ancestor_lag = _int("ancestor_lag", self.ancestor_lag, 0)
-            except ValueError:
-                raise ValueError(f"ancestor_lag must be an integer >= 0 or {FULL_LAG!r}, got {self.ancestor_lag!r}") from None
+        self.ancestor_lag = _lag("ancestor_lag", self.ancestor_lag)
+        self.block_lookahead = _lag("block_lookahead", self.block_lookahead)
         _choice("kernel", self.kernel, KERNELS)
         self.block_size = _int("block_size", self.block_size, 1)
         self.block_stride = _int("block_stride", self.block_stride, 1)
@@ -220,6 +231,11 @@ class SamplerConfig:
             raise ValueError(f"resampling must be a scheme name, got {self.resampling!r}")
         # Whether the scheme can be conditioned is the resampling registry's to say; the
         # estimator asks it at construction (pyro_ssl.smc.resampling).
+
+    @property
+    def future_lag_or_none(self) -> int | None:
+        """``block_lookahead`` as :func:`~pyro_ssl.smc.blocked.blocked_csmc_sweep` takes it (``None``: full)."""
+        return None if self.block_lookahead == FULL_LAG else int(self.block_lookahead)
 
 
 @dataclass
@@ -438,7 +454,7 @@ def _lag_arg(value: str):
     if value == FULL_LAG:
         return value
     if not value.isdigit():
-        raise argparse.ArgumentTypeError(f"ancestor lag must be an integer >= 0 or {FULL_LAG!r}, got {value!r}")
+        raise argparse.ArgumentTypeError(f"a look-ahead must be an integer >= 0 or {FULL_LAG!r}, got {value!r}")
     return int(value)
 
 
@@ -448,7 +464,7 @@ def add_setting_flags(p: argparse.ArgumentParser) -> None:
         kw = dict(dest=s.name, default=None, help=s.help + (f" (default {s.default})" if s.default is not None else ""))
         if s.choices:
             kw["choices"] = s.choices
-        if s.name == "ancestor_lag":
+        if s.name in ("ancestor_lag", "block_lookahead"):
             kw["type"] = _lag_arg
         elif s.name != "embed_dim":
             kw["type"] = s.type

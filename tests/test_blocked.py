@@ -31,18 +31,21 @@ def _chain_marginals(sweep, x, chains, sweeps, keep, K=3, seed=1):
     return per_chain.mean(0), per_chain.std(0) / chains**0.5
 
 
-@pytest.mark.parametrize("block_size,stride,P", [(3, 2, 3), (4, 4, 3)])
-def test_blocked_marginals_match_enumeration(block_size, stride, P):
+@pytest.mark.parametrize("block_size,stride,P,future_lag", [(3, 2, 3, None), (4, 4, 3, None), (3, 2, 3, 0), (3, 2, 3, 1)])
+def test_blocked_marginals_match_enumeration(block_size, stride, P, future_lag):
     """T = 7 is longer than every block, so blocks start inside the document and the future
     factor matters. Planted bugs this test catches (measured): the future factor left out (a
-    marginal off by 0.035, 26 SE); the block started from the state one position too early."""
+    marginal off by 0.035, 26 SE); the block started from the state one position too early.
+    ``future_lag`` 0 and 1: the particles score none or one future position and the block's new
+    path is corrected by Metropolis-Hastings for the rest."""
     prior, log_phi = tiny_model()
     x = torch.tensor([0, 3, 3, 5, 1, 2, 4])
     paths, log_post, _ = enumerate_paths(prior, log_phi, x)
     exact = exact_marginals(paths, log_post, 3)
 
     def sweep(xb, n, ref, g):
-        return blocked_csmc_sweep(prior, log_phi, xb, n, P, ref, block_size=block_size, stride=stride, generator=g).path
+        return blocked_csmc_sweep(prior, log_phi, xb, n, P, ref, block_size=block_size, stride=stride, generator=g,
+                                  future_lag=future_lag).path
 
     est, se = _chain_marginals(sweep, x, chains=6000, sweeps=24, keep=12)
     assert float(se.max()) < 0.005  # the test's resolution
@@ -76,3 +79,74 @@ def test_block_grid_covers_every_position():
             assert all(any(lo + (hi - lo) // 2 <= t < hi or lo == 0 and hi < b for lo, hi in blocks) for t in range(T))
     with pytest.raises(ValueError, match="stride"):
         block_starts(10, 3, 4)
+
+
+@pytest.mark.parametrize("future_lag", [None, 0, 1])
+def test_blocked_sweep_from_exact_draws_stays_exact(future_lag):
+    """One blocked sweep from 256,000 exact posterior draws (independent chains, SE <= 0.001, so
+    a marginal off by 0.005 fails), with the whole fixed future in the particles' weights or
+    only its first ``future_lag`` positions and the Metropolis-Hastings correction for the rest.
+    Planted bugs this fails on (measured 2026-12-03): the correction dropped (the kernel then
+    targets the truncated future); the correction scored from one position late or one early."""
+    from test_smc import INVARIANCE_CHAINS, RESOLUTION, _exact_draws, _pg_problem
+
+    prior, log_phi, x, paths, log_post, exact = _pg_problem()
+    start = _exact_draws(paths, log_post, INVARIANCE_CHAINS, seed=2)
+    T, K = x.numel(), prior.K
+    g = torch.Generator().manual_seed(5)
+    out, moved = [], 0
+    for ref in start.split(64_000):
+        c = ref.shape[0]
+        new = blocked_csmc_sweep(prior, log_phi, x.expand(c, T), torch.full((c,), T), 3, ref, block_size=3, stride=2,
+                                 generator=g, future_lag=future_lag).path
+        out.append(torch.nn.functional.one_hot(new, K).double())
+        moved += int((new != ref).sum())
+    oh = torch.cat(out)
+    est, se = oh.mean(0), oh.std(0) / len(oh) ** 0.5
+    assert float(se.max()) <= RESOLUTION
+    z = (est - exact).abs() / se.clamp_min(1e-6)
+    assert (z <= Z_SIGMA).all(), ((est - exact).abs().max(), z.max())
+    assert moved / (len(oh) * T) > 0.05  # it must move, not just return its reference
+
+
+def test_future_correction_stops_where_the_two_rows_agree_bit_for_bit():
+    """The correction's two rows stop once their LSTM states are equal bit for bit; the result must
+    equal scoring both to the end (``future_log_prob``), and on 300-token documents under a prior
+    that forgets, the early stop must actually happen (fewer LSTM steps than to the end)."""
+    from pyro_ssl.model import LSTMState
+    from pyro_ssl.smc import blocked
+
+    prior, _ = tiny_model(K=4, H=8, seed=2)
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.mul_(0.3)  # weak recurrence: the states of two rows fed the same topics meet
+    g = torch.Generator().manual_seed(0)
+    B, T, s, e = 6, 300, 40, 60
+    cur = torch.randint(4, (B, T), generator=g)
+    prop = cur.clone()
+    prop[:, s:e] = torch.randint(4, (B, e - s), generator=g)
+    prop[2] = cur[2]  # an unchanged block: 0 without a pass
+    lengths = torch.tensor([300, 250, 300, 61, 64, 299])
+    carried = LSTMState(0.1 * torch.randn(B, 8, generator=g, dtype=torch.float64),
+                        0.1 * torch.randn(B, 8, generator=g, dtype=torch.float64))
+    z_in = torch.randint(4, (B,), generator=g)
+    steps = []
+    lstm = prior.lstm
+    hook = lstm.register_forward_hook(lambda mod, inp, out: steps.append(inp[0].shape[0] * inp[0].shape[1]))
+    try:
+        correction, to_the_end = 0, 0
+        for cut in (60, 65):
+            del steps[:]
+            got = blocked._rest_log_ratio(prior, carried, z_in, torch.arange(B), s, cut, cur, prop, lengths)
+            correction += sum(steps)
+            del steps[:]
+            pos = torch.arange(s, T)
+            mask = (pos >= cut) & (pos < lengths.unsqueeze(-1))
+            full = [blocked.future_log_prob(prior, carried, z_in, path[:, s:], mask).double() for path in (prop, cur)]
+            want = (full[0] - full[1]).masked_fill(~(prop != cur).any(-1) | (lengths <= cut), 0.0)
+            to_the_end += sum(steps)
+            assert torch.allclose(got, want, atol=1e-9, rtol=0), (got, want)
+    finally:
+        hook.remove()
+    # future_log_prob runs every row to the end (and the unchanged one); the correction stopped early.
+    assert correction < 0.4 * to_the_end, (correction, to_the_end)  # measured 0.29; without the stop 0.50

@@ -89,7 +89,8 @@ def proposal_log_emission(counts_outside: torch.Tensor, x: torch.Tensor, beta: f
 
 @torch.no_grad()
 def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, current: torch.Tensor,
-                 proposed: torch.Tensor, log_q: torch.Tensor, beta: float, u: torch.Tensor) -> torch.Tensor:
+                 proposed: torch.Tensor, log_q: torch.Tensor, beta: float, u: torch.Tensor,
+                 extra: torch.Tensor | None = None) -> torch.Tensor:
     """Sequential Metropolis-Hastings acceptance of proposed paths under the collapsed posterior.
 
     Visits documents ``s = 0 .. S-1`` in order (all groups at once); document ``s`` is judged
@@ -105,6 +106,8 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
         log_q: ``(G, S, T, K)`` the proposal's emission table (:func:`proposal_log_emission`), which
             the proposal kernel is reversible for (with the LSTM prior).
         u: ``(G, S)`` uniforms for the decisions.
+        extra: optional ``(G, S)`` float64 further log-ratio terms of the proposal kernel, added to
+            each decision (the blocked sweep's ``future_lag`` correction).
     Returns:
         ``(G, S)`` bool, accepted (a proposal equal to the current path counts as accepted).
     """
@@ -121,6 +124,8 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
     q_c = torch.where(mask, log_q.gather(3, current.long().unsqueeze(-1)).squeeze(-1).to(torch.float64), zero).sum(-1)
     q_p = torch.where(mask, log_q.gather(3, proposed.long().unsqueeze(-1)).squeeze(-1).to(torch.float64), zero).sum(-1)
     log_u = u.to(torch.float64).log()
+    if extra is not None:
+        log_u = log_u - extra.to(torch.float64)
     accepted = torch.ones(G, S, dtype=torch.bool, device=x.device)
     for s in range(S):
         zc, zp, ms = current[:, s].long(), proposed[:, s].long(), m[:, s]

@@ -292,8 +292,9 @@ class StochasticEM:
             if len(local) == 0:  # no documents here: take part in the (collective) decisions only
                 blocks = block_starts(T, self.sampler.block_size, self.sampler.block_stride) \
                     if estep.kernel == "blocked" else [None]
+                none = torch.zeros(0, device=self.device, dtype=torch.float64)
                 for i in range(len(blocks)):
-                    accept(i, local.to(self.device), old, old)
+                    accept(i, local.to(self.device), old, old, none)
                 return old, None
         dtype = model.prior.dtype
         if estep.kernel == "blocked":
@@ -304,13 +305,15 @@ class StochasticEM:
 
             return old, blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
                                            stride=self.sampler.block_stride, uniforms=block_uniforms,
-                                           log_emission=log_emission, accept=accept)
+                                           log_emission=log_emission, accept=accept,
+                                           future_lag=self.sampler.future_lag_or_none)
         u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=dtype)
         res = csmc_sweep(model.prior, self.log_phi, x, n, P, old, resampling=self.sampler.resampling,
                          ancestor_lag=estep.ancestor_lag, uniforms=u, diagnostics=True,
                          log_emission=log_emission)
         if accept is not None:
-            keep = accept(0, torch.arange(len(local), device=self.device), old, res.path).unsqueeze(-1)
+            keep = accept(0, torch.arange(len(local), device=self.device), old, res.path,
+                          torch.zeros(len(local), device=self.device, dtype=torch.float64)).unsqueeze(-1)
             res.path = torch.where(keep, res.path, old)
         return old, res
 
@@ -336,18 +339,23 @@ class StochasticEM:
         log_q_all = proposal_log_emission(outside, words, beta)  # (Bg, Tg, K), float64
         pos = torch.arange(Tg, device=self.device)
 
-        def accept(i, rows, current, proposed):
-            buf = torch.zeros(2 * Bg * Tg + Bg, dtype=torch.long, device=self.device)
+        def accept(i, rows, current, proposed, log_ratio):
+            # One summed buffer: both paths, the lengths, and the kernel's log ratios as their
+            # float64 bit patterns (each document's comes from its own rank and zeros from the
+            # others, so the integer sum returns the bits unchanged).
+            buf = torch.zeros(2 * Bg * Tg + 2 * Bg, dtype=torch.long, device=self.device)
             paths = buf[: 2 * Bg * Tg].view(2, Bg, Tg)
             here = slot[rows]
             paths[0, here, :T] = current.long()
             paths[1, here, :T] = proposed.long()
-            buf[2 * Bg * Tg :][here] = n[rows].long()  # documents not in this block: length 0
+            buf[2 * Bg * Tg : 2 * Bg * Tg + Bg][here] = n[rows].long()  # documents not in this block: length 0
+            buf[2 * Bg * Tg + Bg :][here] = log_ratio.to(torch.float64).view(torch.long)
             buf = self.reducer.sum(buf)
-            mask = pos.unsqueeze(0) < buf[2 * Bg * Tg :].unsqueeze(-1)
+            mask = pos.unsqueeze(0) < buf[2 * Bg * Tg : 2 * Bg * Tg + Bg].unsqueeze(-1)
+            extra = buf[2 * Bg * Tg + Bg :].view(torch.float64)
             u = keyed_rows(gidx, 1, self.seed, "accept", *key, i)[:, 0].to(self.device)
             acc = collapsed_mh(self.counts.unsqueeze(0), words[None], mask[None], paths[0][None], paths[1][None],
-                               log_q_all[None], beta, u[None])[0]
+                               log_q_all[None], beta, u[None], extra[None])[0]
             self._accepts += torch.stack([(acc & (paths[0] != paths[1]).any(-1)).sum(),
                                           (paths[0] != paths[1]).any(-1).sum()]).to(self._accepts)
             return acc[here]

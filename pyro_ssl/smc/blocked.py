@@ -17,6 +17,17 @@ Blocks of ``block_size`` start every ``stride`` positions (``stride < block_size
 them, so a position near one block's start, where particle paths have coalesced, is near the
 middle or end of the next block).
 
+**A cheaper exact variant** (``future_lag=L``): scoring the whole fixed future for every particle
+is most of the sweep's cost. With ``future_lag=L`` the particles' final weights score only the
+first ``L`` future positions, so the block update is conditional SMC for a *different* target
+``p~(z_{s:e}) ∝ p(z_{s:e} | outside) / p(z*_{e+L:n} | z_{<e+L})``; its new block path is then a
+Metropolis-Hastings proposal, accepted with probability
+``min(1, p(z*_{e+L:n} | z'_{<e+L}) / p(z*_{e+L:n} | z_{<e+L}))``: the rest of the future, scored
+for the proposed and the current path only (two rows per document instead of ``P``). Conditional
+SMC is reversible for its own target (Chopin and Singh 2015), so this leaves the same block
+conditional invariant as the full-future weights: still exact, no truncation in the target.
+(Ancestor sampling, whose reversibility is not established, is not used inside blocks.)
+
 Shapes: ``B`` documents, ``T`` padded length, ``P`` particles, ``K`` topics, ``H`` hidden units.
 """
 
@@ -76,6 +87,61 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
     return logp.masked_fill(~m, 0.0).sum(-1)[inverse]
 
 
+REST_WINDOW = 32
+"""Positions the correction's two rows advance between checks whether their LSTM states coincide."""
+
+
+def _rest_log_ratio(prior: LSTMPrior, carried: LSTMState, z_in: torch.Tensor, idx: torch.Tensor, s: int, cut: int,
+                    current: torch.Tensor, proposed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``log p(z*_{cut:n} | proposed_{<cut}) - log p(z*_{cut:n} | current_{<cut})`` per document, float64.
+
+    Both rows run from the fixed prefix's state at ``s`` (``carried`` ``(B, H)`` and its last
+    topic ``z_in`` ``(B,)``, indexed by ``idx``) over positions ``s .. n-1`` and score those at or
+    after ``cut``. ``current``, ``proposed``: ``(B_i, T)``; lengths ``(B_i,)``. Documents whose
+    block did not change get 0 without an LSTM pass.
+
+    After ``cut`` both rows are fed the same fixed future, so once their LSTM states are equal
+    bit for bit every later term is the same number in both and the rest of the difference is
+    exactly 0: a pair stops there (checked every :data:`REST_WINDOW` positions). The LSTM forgets,
+    so on long documents this is what keeps the correction's cost from growing with the square of
+    the length; the result is the same as scoring to the end.
+    """
+    out = torch.zeros(len(idx), device=current.device, dtype=torch.float64)
+    changed = ((proposed != current).any(-1) & (lengths > cut)).nonzero().squeeze(-1)
+    if len(changed) == 0:
+        return out
+    C = len(changed)
+    rows = idx[changed]
+    paths = torch.cat([proposed[changed], current[changed]])  # (2C, T): pair j is rows j and C + j
+    n = lengths[changed]
+    h, c = carried.h[rows].repeat(2, 1), carried.c[rows].repeat(2, 1)
+    last = z_in[rows].repeat(2)
+    diff = torch.zeros(C, device=current.device, dtype=torch.float64)
+    live = torch.arange(C, device=current.device)  # pairs still scoring, as indices into changed
+    a, end = s, int(n.max())
+    while a < end and len(live):
+        b = cut if a < cut else min(a + REST_WINDOW, end)
+        both = torch.cat([live, live + C])
+        inputs = torch.cat([last[both].unsqueeze(1), paths[both, a : b - 1]], dim=1).clamp(0, prior.K)
+        out_s, (h2, c2) = prior.lstm(prior.embed(inputs), (h[both].unsqueeze(0).contiguous(),
+                                                            c[both].unsqueeze(0).contiguous()))
+        h[both], c[both] = h2[0], c2[0]
+        last[both] = paths[both, b - 1]
+        if a >= cut:  # score positions a .. b-1 (those before the document's end)
+            target = paths[both, a:b]
+            logp = torch.log_softmax(prior.out(out_s), dim=-1).gather(-1, target.clamp(0, prior.K - 1).unsqueeze(-1))
+            pos = torch.arange(a, b, device=current.device)
+            logp = logp.squeeze(-1).masked_fill(pos.unsqueeze(0) >= n[live].repeat(2).unsqueeze(-1), 0.0)
+            lp = logp.to(torch.float64).sum(-1)
+            diff[live] += lp[: len(live)] - lp[len(live):]
+            # Pairs whose states now coincide add exactly 0 from here on; finished ones stop too.
+            same = (h[live] == h[live + C]).all(-1) & (c[live] == c[live + C]).all(-1)
+            live = live[~same & (n[live] > b)]
+        a = b
+    out[changed] = diff
+    return out
+
+
 def _unique_rows(key: torch.Tensor):
     """``(unique rows, index of each unique row's first occurrence, inverse)`` of ``key`` ``(N, D)``."""
     uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
@@ -100,6 +166,7 @@ def blocked_csmc_sweep(
     generator: torch.Generator | None = None,
     log_emission: torch.Tensor | None = None,
     accept=None,
+    future_lag: int | None = None,
 ) -> SweepResult:
     """One sweep of blocked conditional SMC over a batch of documents (exact; see module doc).
 
@@ -111,12 +178,18 @@ def blocked_csmc_sweep(
             ``generator``. ``rows`` ``(B_i,)`` are the batch rows of the documents that reach the
             block (shorter ones do not), in the order of ``block_lengths``.
         log_emission: optional ``(B, T, K)`` emission log-probabilities (else ``log_phi[:, x]``).
-        accept: optional ``fn(block_index, rows, current (B_i, T), proposed (B_i, T)) -> (B_i,) bool``
-            deciding, per document reaching the block, whether its block update is kept: a
-            Metropolis-Hastings correction towards another target (each block update is a
+        accept: optional ``fn(block_index, rows, current (B_i, T), proposed (B_i, T), log_ratio (B_i,))
+            -> (B_i,) bool`` deciding, per document reaching the block, whether its block update is
+            kept: a Metropolis-Hastings correction towards another target (each block update is a
             conditional-SMC kernel, reversible for its block conditional; see
-            :mod:`pyro_ssl.infer.collapsed`). It is called for every block of the grid of ``T``,
-            with no rows where no document reaches it. ``None`` keeps every update.
+            :mod:`pyro_ssl.infer.collapsed`). ``log_ratio`` (float64) is the sweep's own part of
+            the log acceptance ratio (the ``future_lag`` correction; zeros without it), which the
+            decision must add to its own. It is called for every block of the grid of ``T``,
+            with no rows where no document reaches it. ``None`` keeps every update, or with
+            ``future_lag`` decides by ``log_ratio`` alone (uniforms from ``UniformSource.accept``).
+        future_lag: ``None`` scores the whole fixed future in every particle's weight; an integer
+            ``L >= 0`` scores its first ``L`` positions there and corrects for the rest by a
+            Metropolis-Hastings step (exact either way; see the module doc).
     Returns:
         :class:`~pyro_ssl.smc.csmc.SweepResult` with ``path``; ``ess`` and ``num_ancestors``
         ``(B, T)`` are averaged over the blocks covering each position; ``log_Z`` and
@@ -124,6 +197,8 @@ def blocked_csmc_sweep(
     """
     B, T = x.shape
     P = int(num_particles)
+    if future_lag is not None and (isinstance(future_lag, bool) or int(future_lag) != future_lag or future_lag < 0):
+        raise ValueError(f"future_lag must be None or an integer >= 0, got {future_lag!r}")
     device, dtype = prior.device, prior.dtype
     x, lengths = x.to(device), lengths.to(device)
     z = reference.to(device).clone()
@@ -147,7 +222,7 @@ def blocked_csmc_sweep(
                 break
             # An acceptance step may be collective (data-parallel): every block takes part.
             none = live.nonzero().squeeze(-1)
-            accept(i, none, z[none], z[none])
+            accept(i, none, z[none], z[none], torch.zeros(0, device=device, dtype=torch.float64))
             continue
         for t in range(carried_at, s):  # advance to the state giving p(z_{s-1})
             _, carried = prior.step(z_in, carried, weights)
@@ -159,8 +234,10 @@ def blocked_csmc_sweep(
         start = None
         if s > 0:
             start = (LSTMState(carried.h[idx], carried.c[idx]), z_in[idx])
-        future = zb[:, e:]
-        fmask = pos[e:].unsqueeze(0) < nb.unsqueeze(-1)
+        # The future scored in the particles' weights: all of it, or its first future_lag positions.
+        cut = T if future_lag is None else min(e + int(future_lag), T)
+        future = zb[:, e:cut]
+        fmask = pos[e:cut].unsqueeze(0) < nb.unsqueeze(-1)
 
         def potential(state, z_last, future=future, fmask=fmask):
             Bi = future.shape[0]
@@ -174,11 +251,18 @@ def blocked_csmc_sweep(
                          log_emission=log_emission[idx, s:e], start=start, final_log_potential=potential)
         bm = pos[s:e].unsqueeze(0) < (s + block_len[idx]).unsqueeze(-1)  # real positions of the block
         new = torch.where(bm, res.path, z[idx, s:e])
-        if accept is not None:
+        if accept is not None or future_lag is not None:
             proposed = zb.clone()
             proposed[:, s:e] = new
-            keep = accept(i, idx, zb, proposed).unsqueeze(-1)
-            new = torch.where(keep, new, zb[:, s:e])
+            log_ratio = torch.zeros(len(idx), device=device, dtype=torch.float64)
+            if cut < T:
+                log_ratio = _rest_log_ratio(prior, carried, z_in, idx, s, cut, zb, proposed, nb)
+            if accept is not None:
+                keep = accept(i, idx, zb, proposed, log_ratio)
+            else:
+                uu = u.accept() if u is not None else torch.rand(len(idx), 1, generator=generator, device=device)
+                keep = uu.squeeze(-1).to(torch.float64).log() < log_ratio
+            new = torch.where(keep.unsqueeze(-1), new, zb[:, s:e])
         z[idx, s:e] = new
         ess[idx, s:e] += res.ess
         anc[idx, s:e] += res.num_ancestors.to(dtype)

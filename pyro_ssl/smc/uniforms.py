@@ -7,7 +7,9 @@ never draws by itself:
 * ``resample(t, n)``: ``(B, n)`` uniforms for the ancestors at step ``t``;
 * ``ancestor(t)``: ``(B, 1)`` for the ancestor-sampling redraw of the reference's ancestor;
 * ``proposal(t)``: ``(B, P, 1)`` for the ``P`` particles' topic proposals;
-* ``final()``: ``(B, 1)`` for the choice of the returned path.
+* ``final()``: ``(B, 1)`` for the choice of the returned path;
+* ``accept()``: ``(B, 1)`` for a Metropolis-Hastings decision on the sweep's result (the blocked
+  sweep's ``future_lag`` correction).
 
 Two sources:
 
@@ -31,7 +33,9 @@ the Dirichlet ``phi`` step's gammas.)
 
 Keyed layout per document: one uniform for the final choice, then per step ``S = 2 P + 1``
 slots: ``[0, P)`` ancestors, ``P`` the reference's ancestor redraw, ``[P + 1, 2 P + 1)`` the
-proposals. Padding steps get 0.5 (their draws are discarded).
+proposals. Padding steps get 0.5 (their draws are discarded). ``accept()`` reads the step-0
+ancestor slot, which no sweep consumes otherwise (step 0 has no ancestors), so adding the
+decision changed no other draw.
 """
 
 from __future__ import annotations
@@ -111,6 +115,9 @@ class UniformSource:
     def final(self) -> torch.Tensor:  # (B, 1)
         raise NotImplementedError
 
+    def accept(self) -> torch.Tensor:  # (B, 1)
+        raise NotImplementedError
+
 
 class GeneratorUniforms(UniformSource):
     """Fresh uniforms from ``generator`` (or torch's global one), in the order they are asked for."""
@@ -132,6 +139,9 @@ class GeneratorUniforms(UniformSource):
         return self._rand(self.B, self.P, 1)
 
     def final(self):
+        return self._rand(self.B, 1)
+
+    def accept(self):
         return self._rand(self.B, 1)
 
 
@@ -251,6 +261,9 @@ class KeyedUniforms(UniformSource):
 
     def final(self):
         return self._final.unsqueeze(-1)
+
+    def accept(self):
+        return self._ancestor[0]  # unused by the sweep itself: step 0 draws no ancestors
 
 
 def keyed_document_uniforms(doc_ids, lengths, T: int, width: int, *parts, device=None) -> torch.Tensor:
