@@ -64,7 +64,9 @@ def test_collapsed_mh_takes_the_sequential_metropolis_hastings_decisions():
     Each uniform is put 1e-9 (in log) on one side or the other of the reference's acceptance
     ratio, alternately, so any error in a ratio flips a decision. Measured power (each planted,
     then removed): decisions against the counts at the start (no sequential update) and the
-    within-document topic counts left out both fail here."""
+    within-document topic counts left out both fail here; so do (2026-12-03, the Gamma-ratio
+    form of the step) the topics' Gamma terms left out and a key's repeated entries not
+    telescoped from the key's own start."""
     K, V, beta, N = 2, 2, 0.1, 16
     z, x, lengths, mask = _random(N=N, K=K, V=V, seed=3)
     prop, _, _, _ = _random(N=N, K=K, V=V, seed=4)

@@ -87,6 +87,31 @@ def proposal_log_emission(counts_outside: torch.Tensor, x: torch.Tensor, beta: f
         G, S, T, -1)
 
 
+def _gamma_ratio(n: torch.Tensor, keys: torch.Tensor, delta: torch.Tensor, offset: float) -> torch.Tensor:
+    """``sum over distinct keys k of lgamma(n_k + D_k + offset) - lgamma(n_k + offset)``, per row.
+
+    Args:
+        n: ``(G, M)`` float64 current counts (every ``n_k + partial sum >= 0``).
+        keys: ``(G, E)`` long indices into ``n``; delta ``(G, E)`` float64 changes, ``D_k`` their
+            sum per key. Entries of one key are telescoped in sorted order, so each key is
+            counted once without forming its total.
+    Returns:
+        ``(G,)`` float64.
+    """
+    E = keys.shape[1]
+    sk, perm = torch.sort(keys, dim=1, stable=True)
+    sd = delta.gather(1, perm)
+    pos = torch.arange(E, device=keys.device).expand_as(sk)
+    starts = torch.ones_like(sk, dtype=torch.bool)
+    starts[:, 1:] = sk[:, 1:] != sk[:, :-1]
+    run_start = torch.where(starts, pos, torch.zeros_like(pos)).cummax(1).values
+    cs = sd.cumsum(1)
+    before = (cs - sd).gather(1, run_start)  # the cumulative sum just before each key's run
+    after = cs - before  # the key's partial change up to and including this entry
+    base = n.gather(1, sk) + offset
+    return (torch.lgamma(base + after) - torch.lgamma(base + after - sd)).sum(1)
+
+
 @torch.no_grad()
 def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, current: torch.Tensor,
                  proposed: torch.Tensor, log_q: torch.Tensor, beta: float, u: torch.Tensor,
@@ -96,6 +121,16 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
     Visits documents ``s = 0 .. S-1`` in order (all groups at once); document ``s`` is judged
     against the current counts of every other document, which include the decisions already
     taken for ``0 .. s-1``.
+
+    The urn's probability of a document depends on its paths only through its own (topic, word)
+    counts ``m`` (the tokens are exchangeable): ``prod_{kw} Gamma(n_kw + m_kw + beta) /
+    Gamma(n_kw + beta)`` over ``prod_k Gamma(n_k + m_k + V beta) / Gamma(n_k + V beta)``, with
+    ``n`` the other documents' counts. ``n + m`` are the current counts ``N`` (the document
+    included), so the ratio of the proposal to the current path needs only ``N`` and the change
+    ``Delta`` of ``m`` at the positions that differ: ``sum lgamma(N_kw + Delta_kw + beta) -
+    lgamma(N_kw + beta)`` minus the same over topics with ``V beta``. Only the columns where some
+    proposal differs are read, so after a block of the blocked kernel the step costs the block's
+    width, not the document's.
 
     Args:
         counts: ``(G, K, V)`` float64 topic-word counts of *all* documents at their current paths
@@ -113,30 +148,31 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
     """
     G, S, T = x.shape
     K, V = counts.shape[-2:]
-    flat = counts.view(G, K * V)
-    tot = counts.sum(-1)  # (G, K); exact integers in float64
-    rows = mask.reshape(G * S, T)
-    cp_c, ct_c = within_document_counts(current.reshape(G * S, T), x.reshape(G * S, T), rows, K, V)
-    cp_p, ct_p = within_document_counts(proposed.reshape(G * S, T), x.reshape(G * S, T), rows, K, V)
-    cp_c, ct_c, cp_p, ct_p = (t.view(G, S, T) for t in (cp_c, ct_c, cp_p, ct_p))
-    m = mask.to(torch.float64)
-    zero = torch.zeros((), dtype=torch.float64, device=x.device)
-    q_c = torch.where(mask, log_q.gather(3, current.long().unsqueeze(-1)).squeeze(-1).to(torch.float64), zero).sum(-1)
-    q_p = torch.where(mask, log_q.gather(3, proposed.long().unsqueeze(-1)).squeeze(-1).to(torch.float64), zero).sum(-1)
-    log_u = u.to(torch.float64).log()
+    accepted = torch.ones(G, S, dtype=torch.bool, device=x.device)
+    differs = (current != proposed) & mask
+    cols = differs.reshape(-1, T).any(0).nonzero().squeeze(-1)
+    if len(cols) == 0:
+        return accepted
+    lo, hi = int(cols.min()), int(cols.max()) + 1
+    d = differs[..., lo:hi].to(torch.float64)  # (G, S, W)
+    zc, zp = current[..., lo:hi].long(), proposed[..., lo:hi].long()
+    xw = x[..., lo:hi].long()
+    lq = log_q[..., lo:hi, :].to(torch.float64)
+    q_ratio = ((lq.gather(3, zp.unsqueeze(-1)) - lq.gather(3, zc.unsqueeze(-1))).squeeze(-1) * d).sum(-1)
+    log_u = u.to(torch.float64).log() + q_ratio
     if extra is not None:
         log_u = log_u - extra.to(torch.float64)
-    accepted = torch.ones(G, S, dtype=torch.bool, device=x.device)
+    flat = counts.view(G, K * V)
+    tot = counts.sum(-1)  # (G, K); exact integers in float64
     for s in range(S):
-        zc, zp, ms = current[:, s].long(), proposed[:, s].long(), m[:, s]
-        fc, fp = zc * V + x[:, s].long(), zp * V + x[:, s].long()
-        flat.scatter_add_(1, fc, -ms)  # the document leaves the urn
-        tot.scatter_add_(1, zc, -ms)
-        lc = urn_log_density(flat.gather(1, fc), tot.gather(1, zc), cp_c[:, s], ct_c[:, s], mask[:, s], beta, V)
-        lp = urn_log_density(flat.gather(1, fp), tot.gather(1, zp), cp_p[:, s], ct_p[:, s], mask[:, s], beta, V)
-        acc = log_u[:, s] < (lp - q_p[:, s]) - (lc - q_c[:, s])
+        ds = d[:, s]
+        pair_keys = torch.cat([zc[:, s] * V + xw[:, s], zp[:, s] * V + xw[:, s]], 1)
+        topic_keys = torch.cat([zc[:, s], zp[:, s]], 1)
+        delta = torch.cat([-ds, ds], 1)
+        log_ratio = _gamma_ratio(flat, pair_keys, delta, beta) - _gamma_ratio(tot, topic_keys, delta, V * beta)
+        acc = log_u[:, s] < log_ratio
         accepted[:, s] = acc
-        a = acc.unsqueeze(-1)
-        flat.scatter_add_(1, torch.where(a, fp, fc), ms)  # and comes back with its chosen path
-        tot.scatter_add_(1, torch.where(a, zp, zc), ms)
+        step = delta * acc.unsqueeze(-1).to(torch.float64)
+        flat.scatter_add_(1, pair_keys, step)  # the accepted documents' counts move to their proposals
+        tot.scatter_add_(1, topic_keys, step)
     return accepted
