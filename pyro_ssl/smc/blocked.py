@@ -102,9 +102,9 @@ def _rest_log_ratio(prior: LSTMPrior, carried: LSTMState, z_in: torch.Tensor, id
 
     After ``cut`` both rows are fed the same fixed future, so once their LSTM states are equal
     bit for bit every later term is the same number in both and the rest of the difference is
-    exactly 0: a pair stops there (checked every :data:`REST_WINDOW` positions). The LSTM forgets,
-    so on long documents this is what keeps the correction's cost from growing with the square of
-    the length; the result is the same as scoring to the end.
+    exactly 0: a pair stops there (checked every :data:`REST_WINDOW` positions); the result is the
+    same as scoring to the end. Float32 states of a freshly initialised LSTM settled about one
+    rounding unit apart instead of meeting (docs/learning.md), so this saves work mainly in float64.
     """
     out = torch.zeros(len(idx), device=current.device, dtype=torch.float64)
     changed = ((proposed != current).any(-1) & (lengths > cut)).nonzero().squeeze(-1)
