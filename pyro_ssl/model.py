@@ -150,6 +150,21 @@ class LSTMPrior(PyroModule):
             logp = logp.masked_fill(~mask, 0.0)
         return logp.sum(-1)
 
+    def continuation_log_prob(self, state: LSTMState, inputs: torch.Tensor,
+                              targets: torch.Tensor) -> tuple[torch.Tensor, LSTMState]:
+        """Rows continuing from ``state`` (no dropout): each is fed ``inputs`` and scores ``targets``.
+
+        Args:
+            state: ``(N, H)`` states before the first input; inputs ``(N, W)`` the topic fed at
+                each position (``K`` is the start symbol), targets ``(N, W)`` the topic scored there.
+        Returns:
+            ``(log p (N, W), state after the last input (N, H))``.
+        """
+        s, (h, c) = self.lstm(self.embed(inputs.clamp(0, self.K)),
+                              (state.h.unsqueeze(0).contiguous(), state.c.unsqueeze(0).contiguous()))
+        logp = torch.log_softmax(self.out(s), dim=-1).gather(-1, targets.clamp(0, self.K - 1).unsqueeze(-1))
+        return logp.squeeze(-1), LSTMState(h[0], c[0])
+
     # ----------------------------------------------------------------- one-step path
     def initial_state(self, batch_shape: tuple[int, ...]) -> tuple[LSTMState, torch.Tensor]:
         """Zero state and start-symbol input for a batch of sequences (or particles)."""

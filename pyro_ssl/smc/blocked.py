@@ -81,9 +81,8 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
     _, first, inverse = _unique_rows(key)
     h, c = state.h[first], state.c[first]
     fut, m = future[first], mask[first]
-    inputs = torch.cat([z_last[first].unsqueeze(1), fut[:, :-1]], dim=1).clamp(0, prior.K)
-    s, _ = prior.lstm(prior.embed(inputs), (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
-    logp = torch.log_softmax(prior.out(s), dim=-1).gather(-1, fut.clamp(0, prior.K - 1).unsqueeze(-1)).squeeze(-1)
+    inputs = torch.cat([z_last[first].unsqueeze(1), fut[:, :-1]], dim=1)
+    logp, _ = prior.continuation_log_prob(LSTMState(h, c), inputs, fut)
     return logp.masked_fill(~m, 0.0).sum(-1)[inverse]
 
 
@@ -122,16 +121,13 @@ def _rest_log_ratio(prior: LSTMPrior, carried: LSTMState, z_in: torch.Tensor, id
     while a < end and len(live):
         b = cut if a < cut else min(a + REST_WINDOW, end)
         both = torch.cat([live, live + C])
-        inputs = torch.cat([last[both].unsqueeze(1), paths[both, a : b - 1]], dim=1).clamp(0, prior.K)
-        out_s, (h2, c2) = prior.lstm(prior.embed(inputs), (h[both].unsqueeze(0).contiguous(),
-                                                            c[both].unsqueeze(0).contiguous()))
-        h[both], c[both] = h2[0], c2[0]
+        inputs = torch.cat([last[both].unsqueeze(1), paths[both, a : b - 1]], dim=1)
+        logp, after = prior.continuation_log_prob(LSTMState(h[both], c[both]), inputs, paths[both, a:b])
+        h[both], c[both] = after.h, after.c
         last[both] = paths[both, b - 1]
         if a >= cut:  # score positions a .. b-1 (those before the document's end)
-            target = paths[both, a:b]
-            logp = torch.log_softmax(prior.out(out_s), dim=-1).gather(-1, target.clamp(0, prior.K - 1).unsqueeze(-1))
             pos = torch.arange(a, b, device=current.device)
-            logp = logp.squeeze(-1).masked_fill(pos.unsqueeze(0) >= n[live].repeat(2).unsqueeze(-1), 0.0)
+            logp = logp.masked_fill(pos.unsqueeze(0) >= n[live].repeat(2).unsqueeze(-1), 0.0)
             lp = logp.to(torch.float64).sum(-1)
             diff[live] += lp[: len(live)] - lp[len(live):]
             # Pairs whose states now coincide add exactly 0 from here on; finished ones stop too.
