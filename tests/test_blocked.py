@@ -109,44 +109,55 @@ def test_blocked_sweep_from_exact_draws_stays_exact(future_lag):
     assert moved / (len(oh) * T) > 0.05  # it must move, not just return its reference
 
 
-def test_future_correction_stops_where_the_two_rows_agree_bit_for_bit():
-    """The correction's two rows stop once their LSTM states are equal bit for bit; the result must
-    equal scoring both to the end (``future_log_prob``), and on 300-token documents under a prior
-    that forgets, the early stop must actually happen (fewer LSTM steps than to the end)."""
+def test_future_correction_through_a_sweep_equals_scoring_both_paths_to_the_end():
+    """The correction keeps the current path's terms in a cache (one pass when the sweep starts,
+    then the kept proposals' numbers) and runs only the proposal. Block after block of a sweep's
+    grid, with random proposals and random decisions, each ratio must equal scoring both paths
+    from the block's start to the end (``future_log_prob``, no cache), and the LSTM must run only
+    the changed proposals from their block's start. Measured power (planted, then removed): the
+    cache not updated for kept proposals, or updated for rejected ones, fails at the second block;
+    scoring from one position early or late fails at the first."""
     from pyro_ssl.model import LSTMState
     from pyro_ssl.smc import blocked
 
-    prior, _ = tiny_model(K=4, H=8, seed=2)
-    with torch.no_grad():
-        for p in prior.parameters():
-            p.mul_(0.3)  # weak recurrence: the states of two rows fed the same topics meet
+    K, H = 4, 8
+    prior, _ = tiny_model(K=K, H=H, seed=2)
     g = torch.Generator().manual_seed(0)
-    B, T, s, e = 6, 300, 40, 60
-    cur = torch.randint(4, (B, T), generator=g)
-    prop = cur.clone()
-    prop[:, s:e] = torch.randint(4, (B, e - s), generator=g)
-    prop[2] = cur[2]  # an unchanged block: 0 without a pass
+    B, T, L = 6, 300, 5  # longer than REST_WINDOW: the passes run in pieces
+    cur = torch.randint(K, (B, T), generator=g)
     lengths = torch.tensor([300, 250, 300, 61, 64, 299])
-    carried = LSTMState(0.1 * torch.randn(B, 8, generator=g, dtype=torch.float64),
-                        0.1 * torch.randn(B, 8, generator=g, dtype=torch.float64))
-    z_in = torch.randint(4, (B,), generator=g)
-    steps = []
-    lstm = prior.lstm
-    hook = lstm.register_forward_hook(lambda mod, inp, out: steps.append(inp[0].shape[0] * inp[0].shape[1]))
+    tail = blocked._CurrentTail(prior, cur)
+    steps, checked = [], 0  # LSTM positions run (rows x positions)
+    hook = prior.lstm.register_forward_hook(lambda mod, inp, out: steps.append(inp[0].shape[0] * inp[0].shape[1]))
+    used, alone = 0, 0
     try:
-        correction, to_the_end = 0, 0
-        for cut in (60, 65):
+        for s, e in blocked.block_starts(T, 20, 10):
+            cut = min(e + L, T)
+            if s == 0 or cut >= T:
+                continue
+            state, z0 = prior.initial_state((B,))
+            inputs = torch.cat([z0.unsqueeze(1), cur[:, : s - 1]], 1)
+            _, carried = prior.continuation_log_prob(state, inputs, cur[:, :s])  # has consumed z_{<s-1}
+            z_in = cur[:, s - 1]
+            prop = cur.clone()
+            prop[:, s:e] = torch.randint(K, (B, e - s), generator=g)
+            prop[s % B] = cur[s % B]  # an unchanged block: 0 without a pass
             del steps[:]
-            got = blocked._rest_log_ratio(prior, carried, z_in, torch.arange(B), s, cut, cur, prop, lengths)
-            correction += sum(steps)
-            del steps[:]
+            got = tail.log_ratio(prior, carried, z_in, torch.arange(B), s, cut, cur, prop, lengths)
+            used += sum(steps)
             pos = torch.arange(s, T)
             mask = (pos >= cut) & (pos < lengths.unsqueeze(-1))
-            full = [blocked.future_log_prob(prior, carried, z_in, path[:, s:], mask).double() for path in (prop, cur)]
+            full = [blocked.future_log_prob(prior, carried, z_in, p[:, s:], mask).double() for p in (prop, cur)]
             want = (full[0] - full[1]).masked_fill(~(prop != cur).any(-1) | (lengths <= cut), 0.0)
-            to_the_end += sum(steps)
-            assert torch.allclose(got, want, atol=1e-9, rtol=0), (got, want)
+            assert torch.allclose(got, want, atol=1e-9, rtol=0), (s, got, want)
+            changed = (prop != cur).any(-1) & (lengths > cut)
+            alone += int(changed.sum()) * (int(lengths[changed].max()) - s)  # the changed rows to their longest end
+            checked += 1
+            keep = torch.rand(B, generator=g) < 0.6
+            tail.keep(keep)
+            cur = torch.where(keep.unsqueeze(-1), prop, cur)
     finally:
         hook.remove()
-    # future_log_prob runs every row to the end (and the unchanged one); the correction stopped early.
-    assert correction < 0.4 * to_the_end, (correction, to_the_end)  # measured 0.29; without the stop 0.50
+    assert checked >= 10 and used == alone, (checked, used, alone)
+
+

@@ -57,42 +57,62 @@ def _log_urn(rest, z, x, n, K, V, beta):
                  - (torch.lgamma(rest.sum(-1) + own.sum(-1) + V * beta) - torch.lgamma(rest.sum(-1) + V * beta)).sum())
 
 
+def _sequential_decisions(z, prop, x, lengths, outside, log_q, extra, K, V, beta):
+    """The direct reference for one group: documents in order, each judged by the urn in closed
+    form against the others' paths as decided so far. Returns ``(u, accepted, chosen paths, edges)``
+    with each uniform that matters put 1e-9 (in log) on alternating sides of its ratio."""
+    N = z.shape[0]
+    chosen, u, want, edge = z.clone(), torch.full((N,), 0.5, dtype=torch.float64), [], 0
+    for d in range(N):
+        others = torch.cat([chosen[:d], chosen[d + 1 :]]), torch.cat([x[:d], x[d + 1 :]])
+        rest = topic_word_counts(*others, torch.cat([lengths[:d], lengths[d + 1 :]]), K, V) + outside
+        lq = lambda p: float(log_q[d, torch.arange(int(lengths[d])), p[: int(lengths[d])]].sum())  # noqa: E731
+        log_a = _log_urn(rest, prop[d], x[d], lengths[d], K, V, beta) - lq(prop[d]) \
+            - _log_urn(rest, z[d], x[d], lengths[d], K, V, beta) + lq(z[d]) + float(extra[d])
+        if log_a < -1e-6:  # a decision that depends on the ratio: put u at its edge
+            u[d] = torch.tensor(log_a + (1e-9 if edge % 2 else -1e-9), dtype=torch.float64).exp()
+            edge += 1
+        want.append(bool(torch.log(u[d]) < log_a))
+        if want[-1]:
+            chosen[d] = prop[d]
+    return u, want, chosen, edge
+
+
 def test_collapsed_mh_takes_the_sequential_metropolis_hastings_decisions():
-    """Against a direct implementation: documents in order, each judged with the counts of the
-    others' paths *as decided so far*, by the urn in closed form over the proposal's table.
+    """Against a direct implementation (:func:`_sequential_decisions`), two independent groups in
+    one call, with the kernel's extra log ratios.
 
     Each uniform is put 1e-9 (in log) on one side or the other of the reference's acceptance
     ratio, alternately, so any error in a ratio flips a decision. Measured power (each planted,
     then removed): decisions against the counts at the start (no sequential update) and the
     within-document topic counts left out both fail here; so do (2026-12-03, the Gamma-ratio
     form of the step) the topics' Gamma terms left out and a key's repeated entries not
-    telescoped from the key's own start."""
+    telescoped from the key's own start; and (2026-12-03, third session, all documents decided
+    in rounds) stopping after the first or second round, earlier documents' changes counted
+    without their acceptance, and groups sharing keys."""
     K, V, beta, N = 2, 2, 0.1, 16
-    z, x, lengths, mask = _random(N=N, K=K, V=V, seed=3)
-    prop, _, _, _ = _random(N=N, K=K, V=V, seed=4)
-    prop = torch.where(mask, prop, 0)
-    prop[0] = z[0]  # an unchanged proposal is always accepted
-    outside = torch.randint(0, 2, (K, V), generator=torch.Generator().manual_seed(6)).double()
-    counts = topic_word_counts(z, x, lengths, K, V) + outside
-    log_q = proposal_log_emission(outside * 3, x, beta)  # any fixed table
-
-    chosen, u, want, edge = z.clone(), torch.full((1, N), 0.5, dtype=torch.float64), [], 0
-    for d in range(N):
-        others = torch.cat([chosen[:d], chosen[d + 1 :]]), torch.cat([x[:d], x[d + 1 :]])
-        rest = topic_word_counts(*others, torch.cat([lengths[:d], lengths[d + 1 :]]), K, V) + outside
-        lq = lambda p: float(log_q[d, torch.arange(int(lengths[d])), p[: int(lengths[d])]].sum())  # noqa: E731
-        log_a = _log_urn(rest, prop[d], x[d], lengths[d], K, V, beta) - lq(prop[d]) \
-            - _log_urn(rest, z[d], x[d], lengths[d], K, V, beta) + lq(z[d])
-        if log_a < -1e-6:  # a decision that depends on the ratio: put u at its edge
-            u[0, d] = torch.tensor(log_a + (1e-9 if edge % 2 else -1e-9), dtype=torch.float64).exp()
-            edge += 1
-        want.append(bool(torch.log(u[0, d]) < log_a))
-        if want[-1]:
-            chosen[d] = prop[d]
-    assert edge >= 4 and 0 < sum(want) < N
-    acc = collapsed_mh(counts.unsqueeze(0), x[None], mask[None], z[None], prop[None], log_q[None], beta, u)[0]
-    assert acc.tolist() == want
-    assert torch.equal(counts, topic_word_counts(chosen, x, lengths, K, V) + outside)
+    groups = []
+    for seed in (3, 7):
+        z, x, lengths, mask = _random(N=N, K=K, V=V, seed=seed)
+        prop, _, _, _ = _random(N=N, K=K, V=V, seed=seed + 1)
+        prop = torch.where(mask, prop, 0)
+        prop[0] = z[0]  # an unchanged proposal is always accepted
+        outside = torch.randint(0, 2, (K, V), generator=torch.Generator().manual_seed(seed + 3)).double()
+        log_q = proposal_log_emission(outside * 3, x, beta)  # any fixed table
+        extra = torch.randn(N, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 0.5
+        extra[0] = 0.0
+        u, want, chosen, edge = _sequential_decisions(z, prop, x, lengths, outside, log_q, extra, K, V, beta)
+        assert edge >= 4 and 0 < sum(want) < N
+        groups.append(dict(z=z, x=x, mask=mask, prop=prop, log_q=log_q, extra=extra, u=u, want=want,
+                           counts=topic_word_counts(z, x, lengths, K, V) + outside,
+                           final=topic_word_counts(chosen, x, lengths, K, V) + outside))
+    stack = lambda k: torch.stack([gr[k] for gr in groups])  # noqa: E731
+    counts = stack("counts")
+    acc = collapsed_mh(counts, stack("x"), stack("mask"), stack("z"), stack("prop"), stack("log_q"), beta,
+                       stack("u"), stack("extra"))
+    for i, gr in enumerate(groups):
+        assert acc[i].tolist() == gr["want"]
+        assert torch.equal(counts[i], gr["final"])
 
 
 def test_collapsed_needs_a_reversible_kernel():

@@ -87,29 +87,43 @@ def proposal_log_emission(counts_outside: torch.Tensor, x: torch.Tensor, beta: f
         G, S, T, -1)
 
 
-def _gamma_ratio(n: torch.Tensor, keys: torch.Tensor, delta: torch.Tensor, offset: float) -> torch.Tensor:
-    """``sum over distinct keys k of lgamma(n_k + D_k + offset) - lgamma(n_k + offset)``, per row.
+def _sorted_runs(keys: torch.Tensor):
+    """For sorted ``keys`` ``(E,)``: the index where each entry's run of equal keys starts."""
+    E = keys.shape[0]
+    pos = torch.arange(E, device=keys.device)
+    starts = torch.ones(E, dtype=torch.bool, device=keys.device)
+    starts[1:] = keys[1:] != keys[:-1]
+    return torch.where(starts, pos, torch.zeros_like(pos)).cummax(0).values
 
-    Args:
-        n: ``(G, M)`` float64 current counts (every ``n_k + partial sum >= 0``).
-        keys: ``(G, E)`` long indices into ``n``; delta ``(G, E)`` float64 changes, ``D_k`` their
-            sum per key. Entries of one key are telescoped in sorted order, so each key is
-            counted once without forming its total.
-    Returns:
-        ``(G,)`` float64.
+
+class _PrefixUrn:
+    """One side (pairs or topics) of the urn's Gamma ratios for many documents visited in order.
+
+    Entries ``e`` are (document ``doc_e``, key ``key_e``, change ``delta_e``) with keys already
+    distinct across groups. :meth:`log_ratio` gives, per document, ``sum over its distinct keys k
+    of lgamma(N_k + P_k + D_k + offset) - lgamma(N_k + P_k + offset)``, where ``D_k`` is the
+    document's own change at ``k`` and ``P_k`` the accepted changes of *earlier* documents at
+    ``k``: the counts the document would be judged against if visited one after another.
+    Entries are sorted once by (key, document); each call is a few cumulative sums.
     """
-    E = keys.shape[1]
-    sk, perm = torch.sort(keys, dim=1, stable=True)
-    sd = delta.gather(1, perm)
-    pos = torch.arange(E, device=keys.device).expand_as(sk)
-    starts = torch.ones_like(sk, dtype=torch.bool)
-    starts[:, 1:] = sk[:, 1:] != sk[:, :-1]
-    run_start = torch.where(starts, pos, torch.zeros_like(pos)).cummax(1).values
-    cs = sd.cumsum(1)
-    before = (cs - sd).gather(1, run_start)  # the cumulative sum just before each key's run
-    after = cs - before  # the key's partial change up to and including this entry
-    base = n.gather(1, sk) + offset
-    return (torch.lgamma(base + after) - torch.lgamma(base + after - sd)).sum(1)
+
+    def __init__(self, n: torch.Tensor, doc: torch.Tensor, key: torch.Tensor, delta: torch.Tensor, S: int,
+                 offset: float, num_docs: int):
+        order = torch.sort(key * S + doc, stable=True).indices
+        self.doc, self.key, self.delta = doc[order], key[order], delta[order]
+        self.key_start = _sorted_runs(self.key)
+        self.run_start = _sorted_runs(self.key * S + self.doc)  # (key, document) runs
+        cd = self.delta.cumsum(0)
+        self.after = cd - (cd - self.delta)[self.run_start]  # own change up to this entry
+        self.base = n[self.key] + offset
+        self.num_docs = num_docs
+
+    def log_ratio(self, accepted: torch.Tensor) -> torch.Tensor:
+        w = self.delta * accepted[self.doc].to(self.delta.dtype)
+        ex = w.cumsum(0) - w
+        b = self.base + (ex[self.run_start] - ex[self.key_start]) + self.after  # counts after this entry
+        out = torch.zeros(self.num_docs, dtype=self.delta.dtype, device=self.delta.device)
+        return out.index_add_(0, self.doc, torch.lgamma(b) - torch.lgamma(b - self.delta))
 
 
 @torch.no_grad()
@@ -128,9 +142,11 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
     ``n`` the other documents' counts. ``n + m`` are the current counts ``N`` (the document
     included), so the ratio of the proposal to the current path needs only ``N`` and the change
     ``Delta`` of ``m`` at the positions that differ: ``sum lgamma(N_kw + Delta_kw + beta) -
-    lgamma(N_kw + beta)`` minus the same over topics with ``V beta``. Only the columns where some
+    lgamma(N_kw + beta)`` minus the same over topics with ``V beta``. Only the positions where a
     proposal differs are read, so after a block of the blocked kernel the step costs the block's
-    width, not the document's.
+    width, not the document's. The sequential visit is computed for all documents at once, in
+    rounds that each recompute every decision from the previous round's (see the code); the
+    result is the one-after-another answer, not an approximation of it.
 
     Args:
         counts: ``(G, K, V)`` float64 topic-word counts of *all* documents at their current paths
@@ -148,11 +164,36 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
     """
     G, S, T = x.shape
     K, V = counts.shape[-2:]
-    accepted = torch.ones(G, S, dtype=torch.bool, device=x.device)
-    differs = (current != proposed) & mask
-    cols = differs.reshape(-1, T).any(0).nonzero().squeeze(-1)
-    if len(cols) == 0:
-        return accepted
+    g, s, t = ((current != proposed) & mask).nonzero().unbind(1)  # the changed positions, (E,) each
+    if len(g) == 0:
+        return torch.ones(G, S, dtype=torch.bool, device=x.device)
+    doc = g * S + s
+    zc, zp, xw = current[g, s, t].long(), proposed[g, s, t].long(), x[g, s, t].long()
+    lq = log_q[g, s, t].to(torch.float64)  # (E, K)
+    q_ratio = torch.zeros(G * S, dtype=torch.float64, device=x.device).index_add_(
+        0, doc, (lq.gather(1, zp.unsqueeze(1)) - lq.gather(1, zc.unsqueeze(1))).squeeze(1))
+    log_u = u.to(torch.float64).reshape(-1).log() + q_ratio
+    if extra is not None:
+        log_u = log_u - extra.to(torch.float64).reshape(-1)
+    # Each changed position leaves (current topic, word) and enters (proposed topic, word).
+    both, gg = torch.cat([doc, doc]), torch.cat([g, g])
+    sign = torch.cat([torch.full_like(doc, -1), torch.ones_like(doc)]).to(torch.float64)
+    topic_keys = torch.cat([zc, zp])
+    pair_keys = (gg * K + topic_keys) * V + torch.cat([xw, xw])
+    pairs = _PrefixUrn(counts.reshape(-1), both, pair_keys, sign, S, beta, G * S)
+    topics = _PrefixUrn(counts.sum(-1).reshape(-1), both, gg * K + topic_keys, sign, S, V * beta, G * S)
+    # Document s's decision depends on the decisions before it. Start from "no earlier document
+    # accepted" and recompute every decision from the previous round's: after round r the first r
+    # documents are right, and a fixed point is the sequential answer. A decision rarely hangs on
+    # the other documents' small count changes, so two or three rounds usually settle it.
+    acc = torch.zeros(G * S, dtype=torch.bool, device=x.device)
+    for _ in range(S + 1):
+        new = log_u < pairs.log_ratio(acc) - topics.log_ratio(acc)
+        if torch.equal(new, acc):
+            break
+        acc = new
+    counts.view(-1).index_add_(0, pair_keys, sign * acc[both].to(torch.float64))
+    return acc.view(G, S)
     lo, hi = int(cols.min()), int(cols.max()) + 1
     d = differs[..., lo:hi].to(torch.float64)  # (G, S, W)
     zc, zp = current[..., lo:hi].long(), proposed[..., lo:hi].long()
@@ -162,17 +203,25 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
     log_u = u.to(torch.float64).log() + q_ratio
     if extra is not None:
         log_u = log_u - extra.to(torch.float64)
-    flat = counts.view(G, K * V)
-    tot = counts.sum(-1)  # (G, K); exact integers in float64
-    for s in range(S):
-        ds = d[:, s]
-        pair_keys = torch.cat([zc[:, s] * V + xw[:, s], zp[:, s] * V + xw[:, s]], 1)
-        topic_keys = torch.cat([zc[:, s], zp[:, s]], 1)
-        delta = torch.cat([-ds, ds], 1)
-        log_ratio = _gamma_ratio(flat, pair_keys, delta, beta) - _gamma_ratio(tot, topic_keys, delta, V * beta)
-        acc = log_u[:, s] < log_ratio
-        accepted[:, s] = acc
-        step = delta * acc.unsqueeze(-1).to(torch.float64)
-        flat.scatter_add_(1, pair_keys, step)  # the accepted documents' counts move to their proposals
-        tot.scatter_add_(1, topic_keys, step)
+    g, s, w = differs[..., lo:hi].nonzero().unbind(1)  # the changed positions, (E,) each
+    doc = g * S + s
+    zc, zp, xw = current[g, s, lo + w].long(), proposed[g, s, lo + w].long(), x[g, s, lo + w].long()
+    both, sign = torch.cat([doc, doc]), torch.cat([torch.full_like(doc, -1), torch.ones_like(doc)]).to(torch.float64)
+    pair_keys = torch.cat([zc, zp]) * V + torch.cat([xw, xw]) + torch.cat([g, g]) * (K * V)
+    pairs = _PrefixUrn(counts.reshape(-1), both, pair_keys, sign, S, beta, G * S)
+    topics = _PrefixUrn(counts.sum(-1).reshape(-1), both, torch.cat([zc, zp]) + torch.cat([g, g]) * K, sign, S,
+                        V * beta, G * S)
+    log_u = log_u.reshape(-1)
+    # Document s's decision depends on the decisions before it. Start from "no earlier document
+    # accepted" and recompute all decisions from the previous round's: after round r the first r
+    # documents are right, and a fixed point is the sequential answer. Decisions rarely depend on
+    # the small count changes of other documents, so two or three rounds usually settle it.
+    acc = torch.zeros(G * S, dtype=torch.bool, device=x.device)
+    for _ in range(S + 1):
+        new = log_u < pairs.log_ratio(acc) - topics.log_ratio(acc)
+        if torch.equal(new, acc):
+            break
+        acc = new
+    counts.view(-1).index_add_(0, pair_keys, sign * acc[both].to(torch.float64))
+    accepted = acc.view(G, S)
     return accepted

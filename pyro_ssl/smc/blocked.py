@@ -86,56 +86,74 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
     return logp.masked_fill(~m, 0.0).sum(-1)[inverse]
 
 
-REST_WINDOW = 32
-"""Positions the correction's two rows advance between checks whether their LSTM states coincide."""
+REST_WINDOW = 256
+"""Positions the correction's LSTM passes cover per call (bounds their memory on long documents)."""
 
 
-def _rest_log_ratio(prior: LSTMPrior, carried: LSTMState, z_in: torch.Tensor, idx: torch.Tensor, s: int, cut: int,
-                    current: torch.Tensor, proposed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``log p(z*_{cut:n} | proposed_{<cut}) - log p(z*_{cut:n} | current_{<cut})`` per document, float64.
+def _path_log_probs(prior: LSTMPrior, state: LSTMState, last: torch.Tensor, path: torch.Tensor,
+                    a: int, b: int) -> torch.Tensor:
+    """``log p(path_t | path_{<t})`` for ``t = a .. b-1``, ``(N, b - a)``: rows continue from
+    ``state`` (which has consumed ``path_{<a-1}``) fed ``last`` (``path_{a-1}``, or the start
+    symbol at ``a = 0``) and then ``path_{a:b-1}``; :data:`REST_WINDOW` positions per call."""
+    out = []
+    for w in range(a, b, REST_WINDOW):
+        v = min(w + REST_WINDOW, b)
+        lp, state = prior.continuation_log_prob(state, torch.cat([last.unsqueeze(1), path[:, w : v - 1]], 1),
+                                                path[:, w:v])
+        out.append(lp)
+        last = path[:, v - 1]
+    return torch.cat(out, 1)
 
-    Both rows run from the fixed prefix's state at ``s`` (``carried`` ``(B, H)`` and its last
-    topic ``z_in`` ``(B,)``, indexed by ``idx``) over positions ``s .. n-1`` and score those at or
-    after ``cut``. ``current``, ``proposed``: ``(B_i, T)``; lengths ``(B_i,)``. Documents whose
-    block did not change get 0 without an LSTM pass.
 
-    After ``cut`` both rows are fed the same fixed future, so once their LSTM states are equal
-    bit for bit every later term is the same number in both and the rest of the difference is
-    exactly 0: a pair stops there (checked every :data:`REST_WINDOW` positions); the result is the
-    same as scoring to the end. Float32 states of a freshly initialised LSTM settled about one
-    rounding unit apart instead of meeting (docs/learning.md), so this saves work mainly in float64.
+class _CurrentTail:
+    """The current path's prior log-probabilities, kept current through a sweep, so the
+    ``future_lag`` correction runs the *proposed* row only (the current path's terms are read).
+
+    ``lp[b, t] = log p(z_t | z_{<t})`` ``(B, T)`` of document ``b``'s current path, valid at every
+    position a later block's correction reads (at or after its ``cut``, which grows block by
+    block). Filled by one pass over the reference when the sweep starts; :meth:`log_ratio` scores
+    a block's proposal and :meth:`keep` moves the kept proposals' numbers in.
     """
-    out = torch.zeros(len(idx), device=current.device, dtype=torch.float64)
-    changed = ((proposed != current).any(-1) & (lengths > cut)).nonzero().squeeze(-1)
-    if len(changed) == 0:
+
+    def __init__(self, prior: LSTMPrior, z: torch.Tensor):
+        state, z0 = prior.initial_state((z.shape[0],))
+        self.lp = _path_log_probs(prior, state, z0, z, 0, z.shape[1])
+        self._pending = None
+
+    def log_ratio(self, prior: LSTMPrior, carried: LSTMState, z_in: torch.Tensor, idx: torch.Tensor, s: int,
+                  cut: int, current: torch.Tensor, proposed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``log p(z*_{cut:n} | proposed_{<cut}) - log p(z*_{cut:n} | current_{<cut})`` per document, float64.
+
+        The proposed row runs from the fixed prefix's state at ``s`` (``carried`` ``(B, H)``, which
+        has consumed ``z_{<s-1}``, and ``z_in`` ``(B,)`` = ``z_{s-1}``, indexed by ``idx``) over
+        ``s .. n-1``; the current path's terms are read from :attr:`lp`. ``current``,
+        ``proposed``: ``(B_i, T)``; lengths ``(B_i,)``. Documents whose block did not change get 0
+        without a pass.
+        """
+        out = torch.zeros(len(idx), device=current.device, dtype=torch.float64)
+        changed = ((proposed != current).any(-1) & (lengths > cut)).nonzero().squeeze(-1)
+        self._pending = None
+        if len(changed) == 0:
+            return out
+        rows, n = idx[changed], lengths[changed]
+        end = int(n.max())
+        lp = _path_log_probs(prior, LSTMState(carried.h[rows], carried.c[rows]), z_in[rows], proposed[changed], s, end)
+        scored = (torch.arange(s, end, device=current.device) >= cut) & \
+            (torch.arange(s, end, device=current.device) < n.unsqueeze(-1))
+        diff = (lp.to(torch.float64) - self.lp[rows, s:end].to(torch.float64)).masked_fill(~scored, 0.0).sum(-1)
+        out[changed] = diff
+        self._pending = (changed, rows, lp, s, end)
         return out
-    C = len(changed)
-    rows = idx[changed]
-    paths = torch.cat([proposed[changed], current[changed]])  # (2C, T): pair j is rows j and C + j
-    n = lengths[changed]
-    h, c = carried.h[rows].repeat(2, 1), carried.c[rows].repeat(2, 1)
-    last = z_in[rows].repeat(2)
-    diff = torch.zeros(C, device=current.device, dtype=torch.float64)
-    live = torch.arange(C, device=current.device)  # pairs still scoring, as indices into changed
-    a, end = s, int(n.max())
-    while a < end and len(live):
-        b = cut if a < cut else min(a + REST_WINDOW, end)
-        both = torch.cat([live, live + C])
-        inputs = torch.cat([last[both].unsqueeze(1), paths[both, a : b - 1]], dim=1)
-        logp, after = prior.continuation_log_prob(LSTMState(h[both], c[both]), inputs, paths[both, a:b])
-        h[both], c[both] = after.h, after.c
-        last[both] = paths[both, b - 1]
-        if a >= cut:  # score positions a .. b-1 (those before the document's end)
-            pos = torch.arange(a, b, device=current.device)
-            logp = logp.masked_fill(pos.unsqueeze(0) >= n[live].repeat(2).unsqueeze(-1), 0.0)
-            lp = logp.to(torch.float64).sum(-1)
-            diff[live] += lp[: len(live)] - lp[len(live):]
-            # Pairs whose states now coincide add exactly 0 from here on; finished ones stop too.
-            same = (h[live] == h[live + C]).all(-1) & (c[live] == c[live + C]).all(-1)
-            live = live[~same & (n[live] > b)]
-        a = b
-    out[changed] = diff
-    return out
+
+    def keep(self, keep: torch.Tensor) -> None:
+        """The block's decisions ``keep`` ``(B_i,)`` bool (rows as in :meth:`log_ratio`): the kept
+        proposals become the current paths, so their terms replace the cache from ``s`` on."""
+        if self._pending is None:
+            return
+        changed, rows, lp, s, end = self._pending
+        self._pending = None
+        kept = keep[changed]
+        self.lp[rows[kept], s:end] = lp[kept]
 
 
 def _unique_rows(key: torch.Tensor):
@@ -210,6 +228,7 @@ def blocked_csmc_sweep(
     # between consecutive starts are re-run (T one-step updates per sweep in all).
     carried, carried_at = prior.initial_state((B,))[0], 0  # state giving p(z_{carried_at - 1}); 0: none yet
     z_in = torch.full((B,), prior.start_symbol, device=device, dtype=torch.long)
+    tail = _CurrentTail(prior, z) if future_lag is not None else None
     for i, (s, e) in enumerate(block_starts(T, block_size, stride)):
         block_len = (lengths - s).clamp(0, e - s)
         live = block_len > 0
@@ -252,13 +271,15 @@ def blocked_csmc_sweep(
             proposed[:, s:e] = new
             log_ratio = torch.zeros(len(idx), device=device, dtype=torch.float64)
             if cut < T:
-                log_ratio = _rest_log_ratio(prior, carried, z_in, idx, s, cut, zb, proposed, nb)
+                log_ratio = tail.log_ratio(prior, carried, z_in, idx, s, cut, zb, proposed, nb)
             if accept is not None:
                 keep = accept(i, idx, zb, proposed, log_ratio)
             else:
                 uu = u.accept() if u is not None else torch.rand(len(idx), 1, generator=generator, device=device)
                 keep = uu.squeeze(-1).to(torch.float64).log() < log_ratio
             new = torch.where(keep.unsqueeze(-1), new, zb[:, s:e])
+            if cut < T:
+                tail.keep(keep)
         z[idx, s:e] = new
         ess[idx, s:e] += res.ess
         anc[idx, s:e] += res.num_ancestors.to(dtype)
