@@ -214,8 +214,8 @@ class SamplerConfig:
     block_stride: int = _opt(10, "distance between block starts of the blocked kernel (<= block_size; smaller overlaps)")
     block_lookahead: int | str = _opt(
         5, "fixed-future positions the blocked kernel scores in every particle's weight: 'full' (all of them), "
-        "or an integer L (the first L; the rest corrects the block's new path by a Metropolis-Hastings step scored "
-        "on two rows instead of all particles): exact either way, pyro_ssl.smc.blocked")
+        "or an integer L (the first L; the rest corrects the block's new path by a Metropolis-Hastings step that "
+        "scores the proposed path only, the current path's terms being kept): exact either way, pyro_ssl.smc.blocked")
 
     def __post_init__(self):
         self.num_particles = _int("num_particles", self.num_particles, 2)

@@ -151,7 +151,9 @@ def test_future_correction_through_a_sweep_equals_scoring_both_paths_to_the_end(
             want = (full[0] - full[1]).masked_fill(~(prop != cur).any(-1) | (lengths <= cut), 0.0)
             assert torch.allclose(got, want, atol=1e-9, rtol=0), (s, got, want)
             changed = (prop != cur).any(-1) & (lengths > cut)
-            alone += int(changed.sum()) * (int(lengths[changed].max()) - s)  # the changed rows to their longest end
+            m = int(lengths[changed].max()) - s  # the changed rows to their longest end, the last window padded
+            W, Q = blocked.REST_WINDOW, blocked._WINDOW_QUANTUM
+            alone += int(changed.sum()) * ((m // W) * W + -(-(m % W) // Q) * Q)
             checked += 1
             keep = torch.rand(B, generator=g) < 0.6
             tail.keep(keep)

@@ -21,7 +21,7 @@ Metropolis-Hastings step whose proposal is a conditional-SMC update:
 A reversible proposal corrected by this ratio leaves the collapsed conditional of each document
 invariant (Metropolis-Hastings with a ``p~``-reversible proposal kernel), so every minibatch
 update leaves ``p(z | x, theta)`` invariant: no approximation. The sequential visit is what
-makes parallel proposals exact; it costs a few small tensor operations per document.
+makes parallel proposals exact; :func:`collapsed_mh` computes it for all documents at once.
 
 Shapes: ``G`` independent groups (one in a fit; independent chains in tests), ``S`` documents
 per group visited in order, ``T`` padded length, ``K`` topics, ``V`` words.

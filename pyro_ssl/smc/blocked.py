@@ -23,7 +23,8 @@ first ``L`` future positions, so the block update is conditional SMC for a *diff
 ``p~(z_{s:e}) ∝ p(z_{s:e} | outside) / p(z*_{e+L:n} | z_{<e+L})``; its new block path is then a
 Metropolis-Hastings proposal, accepted with probability
 ``min(1, p(z*_{e+L:n} | z'_{<e+L}) / p(z*_{e+L:n} | z_{<e+L}))``: the rest of the future, scored
-for the proposed and the current path only (two rows per document instead of ``P``). Conditional
+for the proposed path only (one row per document instead of ``P``; the current path's terms are
+kept through the sweep, :class:`_CurrentTail`). Conditional
 SMC is reversible for its own target (Chopin and Singh 2015), so this leaves the same block
 conditional invariant as the full-future weights: still exact, no truncation in the target.
 (Ancestor sampling, whose reversibility is not established, is not used inside blocks.)
@@ -89,6 +90,11 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
 REST_WINDOW = 256
 """Positions the correction's LSTM passes cover per call (bounds their memory on long documents)."""
 
+_WINDOW_QUANTUM = 32
+"""A pass's last, partial window is padded to a multiple of this many positions: oneDNN keeps a
+compiled LSTM for every sequence length it meets (one per length up to REST_WINDOW took 20 MB
+more peak memory on a 5,000-token document)."""
+
 
 def _path_log_probs(prior: LSTMPrior, state: LSTMState, last: torch.Tensor, path: torch.Tensor,
                     a: int, b: int) -> torch.Tensor:
@@ -98,9 +104,12 @@ def _path_log_probs(prior: LSTMPrior, state: LSTMState, last: torch.Tensor, path
     out = []
     for w in range(a, b, REST_WINDOW):
         v = min(w + REST_WINDOW, b)
-        lp, state = prior.continuation_log_prob(state, torch.cat([last.unsqueeze(1), path[:, w : v - 1]], 1),
-                                                path[:, w:v])
-        out.append(lp)
+        inputs, targets = torch.cat([last.unsqueeze(1), path[:, w : v - 1]], 1), path[:, w:v]
+        pad = -(v - w) % _WINDOW_QUANTUM
+        if pad:  # only the last window is partial, so the state after the padding is never used
+            inputs, targets = (torch.nn.functional.pad(u, (0, pad)) for u in (inputs, targets))
+        lp, state = prior.continuation_log_prob(state, inputs, targets)
+        out.append(lp[:, : v - w])
         last = path[:, v - 1]
     return torch.cat(out, 1)
 
