@@ -117,7 +117,6 @@ def test_future_correction_through_a_sweep_equals_scoring_both_paths_to_the_end(
     the changed proposals from their block's start. Measured power (planted, then removed): the
     cache not updated for kept proposals, or updated for rejected ones, fails at the second block;
     scoring from one position early or late fails at the first."""
-    from pyro_ssl.model import LSTMState
     from pyro_ssl.smc import blocked
 
     K, H = 4, 8

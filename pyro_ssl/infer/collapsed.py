@@ -194,34 +194,3 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
         acc = new
     counts.view(-1).index_add_(0, pair_keys, sign * acc[both].to(torch.float64))
     return acc.view(G, S)
-    lo, hi = int(cols.min()), int(cols.max()) + 1
-    d = differs[..., lo:hi].to(torch.float64)  # (G, S, W)
-    zc, zp = current[..., lo:hi].long(), proposed[..., lo:hi].long()
-    xw = x[..., lo:hi].long()
-    lq = log_q[..., lo:hi, :].to(torch.float64)
-    q_ratio = ((lq.gather(3, zp.unsqueeze(-1)) - lq.gather(3, zc.unsqueeze(-1))).squeeze(-1) * d).sum(-1)
-    log_u = u.to(torch.float64).log() + q_ratio
-    if extra is not None:
-        log_u = log_u - extra.to(torch.float64)
-    g, s, w = differs[..., lo:hi].nonzero().unbind(1)  # the changed positions, (E,) each
-    doc = g * S + s
-    zc, zp, xw = current[g, s, lo + w].long(), proposed[g, s, lo + w].long(), x[g, s, lo + w].long()
-    both, sign = torch.cat([doc, doc]), torch.cat([torch.full_like(doc, -1), torch.ones_like(doc)]).to(torch.float64)
-    pair_keys = torch.cat([zc, zp]) * V + torch.cat([xw, xw]) + torch.cat([g, g]) * (K * V)
-    pairs = _PrefixUrn(counts.reshape(-1), both, pair_keys, sign, S, beta, G * S)
-    topics = _PrefixUrn(counts.sum(-1).reshape(-1), both, torch.cat([zc, zp]) + torch.cat([g, g]) * K, sign, S,
-                        V * beta, G * S)
-    log_u = log_u.reshape(-1)
-    # Document s's decision depends on the decisions before it. Start from "no earlier document
-    # accepted" and recompute all decisions from the previous round's: after round r the first r
-    # documents are right, and a fixed point is the sequential answer. Decisions rarely depend on
-    # the small count changes of other documents, so two or three rounds usually settle it.
-    acc = torch.zeros(G * S, dtype=torch.bool, device=x.device)
-    for _ in range(S + 1):
-        new = log_u < pairs.log_ratio(acc) - topics.log_ratio(acc)
-        if torch.equal(new, acc):
-            break
-        acc = new
-    counts.view(-1).index_add_(0, pair_keys, sign * acc[both].to(torch.float64))
-    accepted = acc.view(G, S)
-    return accepted
