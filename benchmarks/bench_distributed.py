@@ -16,6 +16,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py            # ~2-4 minutes
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --quick    # ~1 minute
+    OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --quick --warmup-epochs 0   # the exact E-step
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --json dist.json
 """
 
@@ -43,6 +44,7 @@ def _fit_kwargs(args) -> dict:
         K=args.K, epochs=args.epochs, hidden_size=args.hidden, num_particles=args.particles,
         ancestor_lag=args.lag, batch_size=args.batch_size, mstep_iters=args.mstep_iters,
         init="uniform", seed=0, progress=False, dropout=args.dropout,
+        **({} if args.warmup_epochs is None else {"warmup_epochs": args.warmup_epochs}),
     )
 
 
@@ -106,6 +108,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-per-process", type=int, default=None,
                     help="weak scaling: global minibatch = this x world size (overrides --batch-size)")
     ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--warmup-epochs", type=int, default=None, help="fit's warmup_epochs (default: fit's); 0 times "
+                    "the exact E-step (blocked, collapsed) from the first epoch")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--processes", default="1,2", help="comma-separated world sizes (gloo, localhost)")
     ap.add_argument("--device", default="cpu", help="cuda: world size 1 only (one GPU here)")
