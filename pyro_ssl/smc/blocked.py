@@ -190,6 +190,7 @@ def blocked_csmc_sweep(
     log_emission: torch.Tensor | None = None,
     accept=None,
     future_lag: int | None = None,
+    block_proposal=None,
 ) -> SweepResult:
     """One sweep of blocked conditional SMC over a batch of documents (exact; see module doc).
 
@@ -213,6 +214,11 @@ def blocked_csmc_sweep(
         future_lag: ``None`` scores the whole fixed future in every particle's weight; an integer
             ``L >= 0`` scores its first ``L`` positions there and corrects for the rest by a
             Metropolis-Hastings step (exact either way; see the module doc).
+        block_proposal: optional ``fn(rows, s, e, current (B_i, T)) -> (B_i, e - s, K)`` float64: each
+            block's emission table, which may depend on the path outside the block (fixed during
+            the block). Its ratio ``log q(current) - log q(proposed)`` over the block is added to
+            ``log_ratio``, so ``accept`` (required) judges against its own target alone (e.g.
+            :func:`~pyro_ssl.infer.collapsed.block_proposal_log_emission`).
     Returns:
         :class:`~pyro_ssl.smc.csmc.SweepResult` with ``path``; ``ess`` and ``num_ancestors``
         ``(B, T)`` are averaged over the blocks covering each position; ``log_Z`` and
@@ -222,6 +228,8 @@ def blocked_csmc_sweep(
     P = int(num_particles)
     if future_lag is not None and (isinstance(future_lag, bool) or int(future_lag) != future_lag or future_lag < 0):
         raise ValueError(f"future_lag must be None or an integer >= 0, got {future_lag!r}")
+    if block_proposal is not None and accept is None:
+        raise ValueError("block_proposal is a Metropolis-Hastings proposal: it needs accept")
     device, dtype = prior.device, prior.dtype
     x, lengths = x.to(device), lengths.to(device)
     z = reference.to(device).clone()
@@ -270,9 +278,11 @@ def blocked_csmc_sweep(
             return future_log_prob(prior, state, z_last, f, m).view(Bi, P)
 
         u = uniforms(i, s, block_len[idx], e - s, idx.cpu()) if uniforms is not None else None
+        q = None if block_proposal is None else block_proposal(idx, s, e, zb)
         res = csmc_sweep(prior, log_phi, x[idx, s:e], block_len[idx], P, zb[:, s:e], resampling="multinomial",
                          uniforms=u, generator=generator, diagnostics=True,
-                         log_emission=log_emission[idx, s:e], start=start, final_log_potential=potential)
+                         log_emission=log_emission[idx, s:e] if q is None else q.to(dtype), start=start,
+                         final_log_potential=potential)
         bm = pos[s:e].unsqueeze(0) < (s + block_len[idx]).unsqueeze(-1)  # real positions of the block
         new = torch.where(bm, res.path, z[idx, s:e])
         if accept is not None or future_lag is not None:
@@ -281,6 +291,9 @@ def blocked_csmc_sweep(
             log_ratio = torch.zeros(len(idx), device=device, dtype=torch.float64)
             if cut < T:
                 log_ratio = tail.log_ratio(prior, carried, z_in, idx, s, cut, zb, proposed, nb)
+            if q is not None:  # the proposal's table: its ratio is this kernel's, not the acceptor's
+                old_q, new_q = (q.gather(-1, p.unsqueeze(-1)).squeeze(-1) for p in (zb[:, s:e], new))
+                log_ratio = log_ratio - (new_q - old_q).masked_fill(~bm, 0.0).sum(-1)
             if accept is not None:
                 keep = accept(i, idx, zb, proposed, log_ratio)
             else:
