@@ -131,10 +131,10 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
         cur = z[:, batch].clone()
         own = torch.zeros(C, K * V, dtype=torch.float64)
         own.scatter_add_(1, (cur * V + xb).reshape(C, -1), torch.ones(C, S * T, dtype=torch.float64))
-        log_q = proposal_log_emission(n - own.view(C, K, V), xb, beta)  # (C, S, T, K)
         mask = torch.ones(C, S, T, dtype=torch.bool)
         lengths = torch.full((C * S,), T)
         if kernel == "collapsed":
+            log_q = proposal_log_emission(n - own.view(C, K, V), xb, beta)  # (C, S, T, K)
             prop = csmc_sweep(prior, dummy, xb.reshape(C * S, T), lengths, P, cur.reshape(C * S, T), ancestor_lag=0,
                               generator=g, log_emission=log_q.reshape(C * S, T, K)).path.view(C, S, T)
             acc = collapsed_mh(n, xb, mask, cur, prop, log_q, beta, torch.rand(C, S, generator=g, dtype=torch.float64))
@@ -155,8 +155,8 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
 
             z[:, batch] = blocked_csmc_sweep(prior, dummy, flat_x, lengths, P, cur.reshape(C * S, T),
                                              block_size=block_size, stride=stride, generator=g,
-                                             log_emission=log_q.reshape(C * S, T, K), accept=accept,
-                                             future_lag=future_lag, block_proposal=block_proposal).path.view(C, S, T)
+                                             accept=accept, future_lag=future_lag,
+                                             block_proposal=block_proposal).path.view(C, S, T)
 
 
 def check_leave_out_formula(prior, x, beta, z):

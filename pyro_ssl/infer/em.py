@@ -329,12 +329,13 @@ class StochasticEM:
         return table
 
     def _collapsed_acceptor(self, gidx, mine, local, x, n, old, key: tuple):
-        """``(proposal table (B, T, K), acceptance step, counts outside the minibatch (K, V))`` of the
-        collapsed E-step.
+        """``(proposal table (B, T, K) or None, acceptance step, counts outside the minibatch (K, V))``
+        of the collapsed E-step.
 
         Proposals are swept under ``phi`` from the documents outside the global minibatch
-        ``gidx`` (the blocked kernel adds each document's own tokens outside the block,
-        :func:`~pyro_ssl.infer.collapsed.block_proposal_log_emission`). The acceptance visits the whole global minibatch in its order on every rank
+        ``gidx``; the blocked kernel adds each document's own tokens outside the block and builds
+        its tables block by block (:meth:`_block_proposal`), so it gets no whole-document table
+        (``None``). The acceptance visits the whole global minibatch in its order on every rank
         (each rank contributes its documents' paths to one summed buffer), so every rank takes
         the same decisions and keeps the same counts: the chain of one process.
         """
@@ -349,7 +350,8 @@ class StochasticEM:
         words = torch.zeros(Bg, Tg, dtype=torch.long, device=self.device)
         words[slot, :T] = x.long()
         words = self.reducer.sum(words)
-        log_q_all = proposal_log_emission(outside, words, beta)  # (Bg, Tg, K), float64
+        # (Bg, Tg, K) float64; the blocked kernel puts its own tables' ratio in the log ratio.
+        log_q_all = None if self.estep.kernel == "blocked" else proposal_log_emission(outside, words, beta)
         pos = torch.arange(Tg, device=self.device)
 
         def accept(i, rows, current, proposed, log_ratio):
@@ -367,15 +369,15 @@ class StochasticEM:
             mask = pos.unsqueeze(0) < buf[2 * Bg * Tg : 2 * Bg * Tg + Bg].unsqueeze(-1)
             extra = buf[2 * Bg * Tg + Bg :].view(torch.float64)
             u = keyed_rows(gidx, 1, self.seed, "accept", *key, i)[:, 0].to(self.device)
-            # The blocked kernel proposes under per-block tables and puts their ratio in ``extra``.
-            log_q = None if self.estep.kernel == "blocked" else log_q_all[None]
+            log_q = None if log_q_all is None else log_q_all[None]
             acc = collapsed_mh(self.counts.unsqueeze(0), words[None], mask[None], paths[0][None], paths[1][None],
                                log_q, beta, u[None], extra[None])[0]
             self._accepts += torch.stack([(acc & (paths[0] != paths[1]).any(-1)).sum(),
                                           (paths[0] != paths[1]).any(-1).sum()]).to(self._accepts)
             return acc[here]
 
-        return log_q_all[slot, :T].to(self.model.prior.dtype), accept, outside
+        table = None if log_q_all is None else log_q_all[slot, :T].to(self.model.prior.dtype)
+        return table, accept, outside
 
     @hot_loop
     def run_epoch(self) -> dict:

@@ -201,7 +201,8 @@ def blocked_csmc_sweep(
             each block's uniforms (e.g. keyed by document), or ``None`` for fresh draws from
             ``generator``. ``rows`` ``(B_i,)`` are the batch rows of the documents that reach the
             block (shorter ones do not), in the order of ``block_lengths``.
-        log_emission: optional ``(B, T, K)`` emission log-probabilities (else ``log_phi[:, x]``).
+        log_emission: optional ``(B, T, K)`` emission log-probabilities (else ``log_phi[:, x]``;
+            unused with ``block_proposal``).
         accept: optional ``fn(block_index, rows, current (B_i, T), proposed (B_i, T), log_ratio (B_i,))
             -> (B_i,) bool`` deciding, per document reaching the block, whether its block update is
             kept: a Metropolis-Hastings correction towards another target (each block update is a
@@ -233,7 +234,7 @@ def blocked_csmc_sweep(
     device, dtype = prior.device, prior.dtype
     x, lengths = x.to(device), lengths.to(device)
     z = reference.to(device).clone()
-    if log_emission is None:
+    if log_emission is None and block_proposal is None:
         log_emission = log_phi.to(device=device, dtype=dtype).T[x]
     ess = torch.zeros(B, T, device=device, dtype=dtype)
     anc = torch.zeros(B, T, device=device, dtype=dtype)
