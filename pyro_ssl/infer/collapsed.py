@@ -14,8 +14,8 @@ Metropolis-Hastings step whose proposal is a conditional-SMC update:
    2015), here ``p~(z_d) ∝ p(z_d | theta) prod_t phi^{-B}_{z_t}[x_t]``. The blocked kernel
    updates a block at a time, conditioned on the rest of the document, so its table may also
    count the document's own tokens outside the block (:func:`block_proposal_log_emission`),
-   which are fixed during that update: a proposal closer to the urn (acceptance 0.74 -> 0.79
-   on the seed's IMDB setup);
+   which are fixed during that update: a proposal closer to the urn (acceptance 0.74 -> 0.79,
+   K = 10, training seed 0 of the seed's IMDB setup; docs/learning.md);
 2. the documents are then visited one after another (in the minibatch's order) and document
    ``d``'s proposal ``z'`` is accepted with probability
    ``min(1, [urn(z') / q(z')] / [urn(z) / q(z)])``, where ``urn`` is the Polya urn above with
