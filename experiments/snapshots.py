@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=70)
     p.add_argument("--start", type=int, default=30)
     p.add_argument("--every", type=int, default=5)
+    p.add_argument("--save", type=Path, default=None,
+                   help="write every snapshot's validation token log-probs here (torch.save), to try other windows")
     args = p.parse_args(argv)
     split = protocol_split(read_texts(args.data), T1=100, T2=70, num_train=200, num_val=100, num_test=200,
                            vocab_size=5000, seed=1)
@@ -59,6 +61,9 @@ def main(argv=None) -> int:
                           "epoch": len(m.history), "val_ppl": ppl(snaps[-1:]), "ensemble_of": len(snaps),
                           "ensemble_val_ppl": ppl(snaps), "last3": ppl(snaps[-3:]), "last5": ppl(snaps[-5:]),
                           "wall": round(time.perf_counter() - t0), "load": round(os.getloadavg()[0], 2)}), flush=True)
+        if args.save is not None:
+            torch.save({"epochs": list(range(args.start, len(m.history) + 1, args.every)), "T1": T1, "lengths": n,
+                        "log_probs": torch.stack(snaps)}, args.save)
         if len(m.history) >= args.epochs:
             return 0
         m.fit(split.train, epochs=args.every, progress=False)

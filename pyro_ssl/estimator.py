@@ -10,6 +10,7 @@ know from hmmlearn, scikit-learn and gensim: ``fit`` (with early stopping on a v
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -569,16 +570,19 @@ class SSL(LanguageModel):
         return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, 0 if T1 is None else int(T1),
                                                 P, seeds)
 
-    def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, seed: int = 0,
+                        num_particles: int | None = None) -> torch.Tensor:
         """``(B, T)`` particle-filter estimates of ``log p(x_t | x_<t)`` (0 at padding), with
-        ``eval_particles`` particles: the :class:`~pyro_ssl.baselines.LanguageModel` interface.
+        ``num_particles`` particles (default: the ``eval_particles`` setting): the
+        :class:`~pyro_ssl.baselines.LanguageModel` interface.
 
         Their sum over a document is ``log Zhat``, whose exponential is unbiased for ``p(x)``.
         """
         self._check_fitted()
         tokens, lengths, _, _ = as_tokens((tokens, lengths), self.V)
         seed = check_seed("seed", seed)
-        return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, self.config.learning.eval_particles, seed=seed)
+        P = self.config.learning.eval_particles if num_particles is None else check_int("num_particles", num_particles, 1)
+        return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, P, seed=seed)
 
     def completion_perplexity(self, tokens, lengths, T1: int, num_particles: int | None = None, seeds=(0, 1, 2)):
         """Document-completion perplexity of the continuation after ``T1`` tokens.
@@ -871,6 +875,18 @@ class SSL(LanguageModel):
         ssl.vocab = vocab
         ssl.history = saved.history
         return ssl
+
+    def snapshot(self) -> "SSL":
+        """A fitted copy of the model as it is now (LSTM, ``phi``, vocabulary, history), without the
+        training state: later ``fit`` calls on ``self`` do not change it, and it cannot continue
+        training. :class:`~pyro_ssl.ensemble.SnapshotEnsemble` averages the predictions of several."""
+        self._check_fitted()
+        snap = type(self)(device=self.device, dtype=self.dtype, **self.config.flat())
+        snap.model = copy.deepcopy(self.model)
+        snap.log_phi = self.log_phi.clone()
+        snap.V, snap.vocab, snap.method, snap.best_epoch = self.V, self.vocab, self.method, self.best_epoch
+        snap.history = [dict(e) for e in self.history]
+        return snap
 
     def get_params(self) -> dict:
         """Every setting by name (scikit-learn style): ``SSL(**ssl.get_params())`` is an unfitted copy."""

@@ -18,7 +18,7 @@ LAYERS = [
     ("model", "baselines", "coherence"),
     ("smc",),
     ("infer", "evaluation"),
-    ("estimator",),
+    ("estimator", "ensemble"),
     ("diagnostics", "plots", "report", "cli", "distributed", "api", "__init__"),
 ]
 

@@ -211,3 +211,38 @@ def test_validate_only_reads_no_test_token(monkeypatch):
 def test_grid_points():
     assert protocol.grid_points({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
     assert protocol.grid_points([{"K": 50}, {"K": 10, "beta": 0.01}]) == [{"K": 50}, {"K": 10, "beta": 0.01}]
+
+
+def test_snapshot_points_choose_their_window_on_validation_and_replicate_it(monkeypatch):
+    """An SSL point with ``snapshot_every``: every snapshot scored on validation, the window of at
+    most ``ssl_max_snapshots`` consecutive snapshots with the best averaged perplexity chosen (its
+    validation ppl recomputed here from the members), the other training seed keeping the same
+    snapshot epochs; selection reads no test token."""
+    s = protocol_split(make_texts(40, seed=1), T1=20, T2=10, num_train=14, num_val=8, num_test=8, seed=0)
+    grids = {"ssl": {"K": [2], "beta": [0.1], "hidden_size": [8], "dropout": [0.0], "num_particles": [4],
+                     "snapshot_every": [1]}}
+    fixed = {"test_particles": 20, "curve_particles": 10, "ssl_epochs": 4, "ssl_max_snapshots": 3}
+    real = type(s).task
+    monkeypatch.setattr(type(s), "task", lambda self, name: real(self, "val") if name == "val" else pytest.fail(name))
+    sel = protocol.run_protocol(s, ["ssl"], scale="quick", seeds=(0,), grids=grids, fixed=fixed, progress=False,
+                                validate_only=True)
+    monkeypatch.setattr(type(s), "task", real)
+    fitted = {}
+    res = protocol.run_protocol(s, ["ssl"], scale="quick", seeds=(0, 1), filter_seeds=(0,), grids=grids, fixed=fixed,
+                                progress=False, fitted=fitted)
+    cand = res["models"]["ssl"]["candidates"][0]
+    assert sel["models"]["ssl"]["candidates"][0]["val_ppl"] == cand["val_ppl"]
+    assert [e for e, _ in cand["curve"]] == [1, 2, 3, 4]
+    by_size = {int(k): v for k, v in cand["by_size"].items()}
+    assert sorted(by_size) == [1, 2, 3] and by_size[1]["val_ppl"] == pytest.approx(min(v for _, v in cand["curve"]))
+    assert cand["val_ppl"] == min(v["val_ppl"] for v in by_size.values())
+    chosen = res["models"]["ssl"]["chosen"]
+    assert chosen["snapshot_epochs"] == by_size[chosen["snapshots"]]["epochs"] and chosen["epochs"] == chosen["snapshot_epochs"][-1]
+    tokens, lengths, T1 = s.task("val")
+    ens = fitted[("ssl", 0)]
+    assert ens.epochs == chosen["snapshot_epochs"]
+    lp = ens.token_log_probs(tokens, lengths, seed=0, num_particles=10)[:, T1:]
+    assert cand["val_ppl"] == pytest.approx(math.exp(-float(lp.sum()) / int((lengths - T1).sum())), rel=1e-9)
+    assert fitted[("ssl", 1)].epochs == chosen["snapshot_epochs"]
+    page = protocol.render_page(res, command="cmd", data="d.csv", images={"test": "t.png", "validation": "v.png"})
+    assert "snapshot" in page
