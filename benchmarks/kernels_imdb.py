@@ -35,6 +35,11 @@ CONFIGS = {
     "default_look5_p20": dict(block_lookahead=5, num_particles=20),
     "default_look5_stride5": dict(block_lookahead=5, block_stride=5),
     "default_b10s5": dict(block_size=10, block_stride=5),  # shorter blocks, each position still in two
+    # adaptive resampling inside the blocks: resample only when the ESS falls below r * P
+    "default_ess50": dict(block_resample_below=0.5),
+    "default_ess25": dict(block_resample_below=0.25),
+    "default_ess05": dict(block_resample_below=0.05),
+    "default_ess25_b10s5": dict(block_resample_below=0.25, block_size=10, block_stride=5),
     "blocked": dict(kernel="blocked", emission="leave_out", warmup_epochs=0),
     "blocked_gibbs_global": dict(kernel="blocked", emission="global", phi_update="gibbs", warmup_epochs=0),
     "lag5_gibbs_global": dict(kernel="ancestor", emission="global", phi_update="gibbs", warmup_epochs=0),

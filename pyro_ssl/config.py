@@ -216,11 +216,17 @@ class SamplerConfig:
         5, "fixed-future positions the blocked kernel scores in every particle's weight: 'full' (all of them), "
         "or an integer L (the first L; the rest corrects the block's new path by a Metropolis-Hastings step that "
         "scores the proposed path only, the current path's terms being kept): exact either way, pyro_ssl.smc.blocked")
+    block_resample_below: float = _opt(
+        1.0, "adaptive resampling inside the blocked kernel's blocks: resample only when the particles' effective "
+        "sample size falls below this fraction of num_particles, carrying the weights on otherwise (exact either "
+        "way; fewer lineages collapse onto the current path); 1 resamples at every step")
 
     def __post_init__(self):
         self.num_particles = _int("num_particles", self.num_particles, 2)
         self.ancestor_lag = _lag("ancestor_lag", self.ancestor_lag)
         self.block_lookahead = _lag("block_lookahead", self.block_lookahead)
+        self.block_resample_below = _float("block_resample_below", self.block_resample_below, low=0.0, high=1.0,
+                                           low_open=True)
         _choice("kernel", self.kernel, KERNELS)
         self.block_size = _int("block_size", self.block_size, 1)
         self.block_stride = _int("block_stride", self.block_stride, 1)
@@ -231,6 +237,11 @@ class SamplerConfig:
             raise ValueError(f"resampling must be a scheme name, got {self.resampling!r}")
         # Whether the scheme can be conditioned is the resampling registry's to say; the
         # estimator asks it at construction (pyro_ssl.smc.resampling).
+
+    @property
+    def resample_below_or_none(self) -> float | None:
+        """``block_resample_below`` as :func:`~pyro_ssl.smc.blocked.blocked_csmc_sweep` takes it (``None``: every step)."""
+        return None if self.block_resample_below >= 1.0 else float(self.block_resample_below)
 
     @property
     def future_lag_or_none(self) -> int | None:

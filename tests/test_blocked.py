@@ -81,13 +81,14 @@ def test_block_grid_covers_every_position():
         block_starts(10, 3, 4)
 
 
-@pytest.mark.parametrize("future_lag", [None, 0, 1])
-def test_blocked_sweep_from_exact_draws_stays_exact(future_lag):
+@pytest.mark.parametrize("future_lag,below", [(None, None), (0, None), (1, None), (None, 0.99), (1, 0.99)])
+def test_blocked_sweep_from_exact_draws_stays_exact(future_lag, below):
     """One blocked sweep from 256,000 exact posterior draws (independent chains, SE <= 0.001, so
     a marginal off by 0.005 fails), with the whole fixed future in the particles' weights or
     only its first ``future_lag`` positions and the Metropolis-Hastings correction for the rest.
     Planted bugs this fails on (measured 2026-12-03): the correction dropped (the kernel then
-    targets the truncated future); the correction scored from one position late or one early."""
+    targets the truncated future); the correction scored from one position late or one early.
+    ``below``: adaptive resampling inside the blocks (``block_resample_below``)."""
     from test_smc import INVARIANCE_CHAINS, RESOLUTION, _exact_draws, _pg_problem
 
     prior, log_phi, x, paths, log_post, exact = _pg_problem()
@@ -98,7 +99,7 @@ def test_blocked_sweep_from_exact_draws_stays_exact(future_lag):
     for ref in start.split(64_000):
         c = ref.shape[0]
         new = blocked_csmc_sweep(prior, log_phi, x.expand(c, T), torch.full((c,), T), 3, ref, block_size=3, stride=2,
-                                 generator=g, future_lag=future_lag).path
+                                 generator=g, future_lag=future_lag, resample_below=below).path
         out.append(torch.nn.functional.one_hot(new, K).double())
         moved += int((new != ref).sum())
     oh = torch.cat(out)

@@ -52,6 +52,8 @@ CASES = [
     ("epochs=-3", lambda m: SSL(epochs=-3), ValueError, r"epochs must be an integer >= 1, got -3"),
     ("num_particles=2.5", lambda m: SSL(num_particles=2.5), ValueError, r"num_particles must be an integer >= 2"),
     ("ancestor_lag=2.5", lambda m: SSL(ancestor_lag=2.5), ValueError, r"ancestor_lag must be an integer >= 0 or 'full'"),
+    ("block_resample_below=0", lambda m: SSL(block_resample_below=0), ValueError, r"block_resample_below must be in \(0, 1\]"),
+    ("block_resample_below=1.5", lambda m: SSL(block_resample_below=1.5), ValueError, r"block_resample_below must be in \(0, 1\]"),
     ("clip_norm<0", lambda m: SSL(clip_norm=-1.0), ValueError, r"clip_norm must be in \(0, inf\]"),
     ("beta=nan", lambda m: SSL(beta=float("nan")), ValueError, r"beta must be a finite number, got nan"),
     ("hidden_size=0", lambda m: SSL(hidden_size=0), ValueError, r"hidden_size must be an integer >= 1, got 0"),

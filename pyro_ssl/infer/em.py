@@ -307,7 +307,8 @@ class StochasticEM:
             return old, blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
                                            stride=self.sampler.block_stride, uniforms=block_uniforms,
                                            log_emission=log_emission, accept=accept,
-                                           future_lag=self.sampler.future_lag_or_none, block_proposal=block_proposal)
+                                           future_lag=self.sampler.future_lag_or_none, block_proposal=block_proposal,
+                                           resample_below=self.sampler.resample_below_or_none)
         u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=dtype)
         res = csmc_sweep(model.prior, self.log_phi, x, n, P, old, resampling=self.sampler.resampling,
                          ancestor_lag=estep.ancestor_lag, uniforms=u, diagnostics=True,

@@ -29,6 +29,15 @@ SMC is reversible for its own target (Chopin and Singh 2015), so this leaves the
 conditional invariant as the full-future weights: still exact, no truncation in the target.
 (Ancestor sampling, whose reversibility is not established, is not used inside blocks.)
 
+**Adaptive resampling** (``resample_below=r``): inside a block the particles are resampled only
+when their effective sample size falls below ``r * P``; otherwise each keeps its own ancestor
+and carries its weight on. Each resampling step is where lineages merge onto the reference, so
+the early positions of a block move more often. The decision is a symmetric function of the
+weights, so this is still conditional SMC for the same target (Huggins and Roy 2015, the
+conditional adaptive-resampling particle filter) and reversible for it (the joint law of the
+reference and the drawn path is symmetric, as in Chopin and Singh 2015), so the corrections
+above stay exact.
+
 Shapes: ``B`` documents, ``T`` padded length, ``P`` particles, ``K`` topics, ``H`` hidden units.
 """
 
@@ -191,6 +200,7 @@ def blocked_csmc_sweep(
     accept=None,
     future_lag: int | None = None,
     block_proposal=None,
+    resample_below: float | None = None,
 ) -> SweepResult:
     """One sweep of blocked conditional SMC over a batch of documents (exact; see module doc).
 
@@ -220,6 +230,8 @@ def blocked_csmc_sweep(
             the block). Its ratio ``log q(current) - log q(proposed)`` over the block is added to
             ``log_ratio``, so ``accept`` (required) judges against its own target alone (e.g.
             :func:`~pyro_ssl.infer.collapsed.block_proposal_log_emission`).
+        resample_below: adaptive resampling inside the blocks (:func:`~pyro_ssl.smc.csmc.csmc_sweep`):
+            resample only when the effective sample size falls below this fraction of ``P``.
     Returns:
         :class:`~pyro_ssl.smc.csmc.SweepResult` with ``path``; ``ess`` and ``num_ancestors``
         ``(B, T)`` are averaged over the blocks covering each position; ``log_Z`` and
@@ -283,7 +295,7 @@ def blocked_csmc_sweep(
         res = csmc_sweep(prior, log_phi, x[idx, s:e], block_len[idx], P, zb[:, s:e], resampling="multinomial",
                          uniforms=u, generator=generator, diagnostics=True,
                          log_emission=log_emission[idx, s:e] if q is None else q.to(dtype), start=start,
-                         final_log_potential=potential)
+                         final_log_potential=potential, resample_below=resample_below)
         bm = pos[s:e].unsqueeze(0) < (s + block_len[idx]).unsqueeze(-1)  # real positions of the block
         new = torch.where(bm, res.path, z[idx, s:e])
         if accept is not None or future_lag is not None:

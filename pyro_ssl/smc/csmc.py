@@ -168,6 +168,7 @@ def csmc_sweep(
     start: tuple[LSTMState, torch.Tensor] | None = None,
     final_log_potential=None,
     trace: bool = True,
+    resample_below: float | None = None,
 ) -> SweepResult:
     """One (conditional) SMC sweep over a batch of documents.
 
@@ -199,6 +200,12 @@ def csmc_sweep(
         diagnostics: also trace every particle back (``particles``, ``num_ancestors``).
         log_emission: optional ``(B, T, K)`` per-document ``log p(x_t | z_t = k)`` used instead
             of ``log_phi[:, x]`` (e.g. leave-document-out topics during learning).
+        resample_below: ``None`` resamples at every step; a fraction ``r`` in ``(0, 1]`` resamples a
+            document's particles only when their effective sample size is below ``r * P`` and
+            otherwise carries their weights on (adaptive resampling; the decision is a symmetric
+            function of the weights, so conditional SMC stays valid: Huggins and Roy 2015,
+            "conditional adaptive resampling particle filter"). Fewer resampling steps mean
+            fewer lineages collapsing onto the reference. Not with ancestor sampling.
         trace: keep the ``(T, B, P)`` ancestry and return a path. ``False`` (scoring: only the
             increments are wanted) keeps memory at ``O(T B)`` instead of ``O(T B P)`` (160 MB for
             one 20,000-token document at ``P = 1000``); the random draws, and so every
@@ -231,6 +238,11 @@ def csmc_sweep(
         raise ValueError("trace=False is for the plain filter without diagnostics (no path is traced)")
     if lag > 0 and reference is None:
         raise ValueError("ancestor sampling needs a reference path")
+    if resample_below is not None:
+        if isinstance(resample_below, bool) or not 0.0 < float(resample_below) <= 1.0:
+            raise ValueError(f"resample_below must be None or a fraction in (0, 1], got {resample_below!r}")
+        if lag > 0:
+            raise ValueError("resample_below (adaptive resampling) is not combined with ancestor sampling")
     if log_phi.shape[0] != prior.K:
         raise ValueError(f"log_phi has {log_phi.shape[0]} topics, prior has {prior.K}")
 
@@ -305,6 +317,9 @@ def csmc_sweep(
                     a[:, 0] = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
                 else:
                     a[:, 0] = 0
+            if resample_below is not None:  # documents whose weights are still even keep their particles
+                carry = ess[t - 1] >= float(resample_below) * P  # (B,)
+                a = torch.where(carry.unsqueeze(-1), identity, a)
             if t >= min_len:  # padding steps keep every particle where it is
                 a = torch.where(active.unsqueeze(-1), a, identity)
             flat = (a + offsets).view(-1)
@@ -324,6 +339,11 @@ def csmc_sweep(
         z_t = search_cdf(cdf, uniforms.proposal(t), total).squeeze(-1)
         if reference is not None:
             z_t[:, 0] = reference[:, t]
+        if resample_below is not None:
+            # Carried (normalised) weights where no resampling happened, uniform where it did;
+            # the increment is then the logsumexp itself: shift log P in so the code below applies.
+            if t > 0:
+                log_alpha = log_alpha + torch.where(carry.unsqueeze(-1), log_w + log_P, 0.0)
         # Weights were reset to uniform by resampling, so the predictive is the mean alpha.
         lse = torch.logsumexp(log_alpha, dim=-1)
         new_log_w = log_alpha - lse.unsqueeze(-1)
