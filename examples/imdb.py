@@ -173,7 +173,10 @@ def main(argv=None) -> int:
     imgs = {k: os.path.relpath(v, out) for k, v in protocol.plot_results(res, out).items()}
     page = protocol.render_page(res, command=command, data=str(data_path), images={**imgs, "json": "protocol.json"})
     if ("ssl", args.seeds[0]) in fitted:
-        page += "\n" + "\n".join(draw_topics(fitted[("ssl", args.seeds[0])], split, out, args))
+        ssl = fitted[("ssl", args.seeds[0])]
+        if hasattr(ssl, "members"):  # a SnapshotEnsemble: the topics of its last snapshot
+            ssl = ssl.members[-1]
+        page += "\n" + "\n".join(draw_topics(ssl, split, out, args))
     (out / "results.md").write_text(page)
     print(protocol.results_table(res))
     print(f"wrote {out / 'results.md'}, protocol.json and plots to {out}/ in {time.perf_counter() - t0:.0f} s")

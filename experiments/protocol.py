@@ -176,6 +176,23 @@ def fit_validated(model: str, lm, split, fixed: dict, epochs: int | None = None,
     return lm, perplexity(float(ll.sum()), int((val_lengths - T1).sum())), info
 
 
+def mixture_perplexity(log_probs: list[torch.Tensor], num_scored: int) -> float:
+    """Perplexity of the equal-weight mixture of the predictions ``log_probs`` (each ``(B, T)``,
+    0 where not scored) over ``num_scored`` tokens."""
+    mix = torch.logsumexp(torch.stack(log_probs), 0) - math.log(len(log_probs))
+    return perplexity(float(mix.sum()), num_scored)
+
+
+def best_windows(log_probs: list[torch.Tensor], max_size: int, num_scored: int) -> dict[int, tuple[float, int]]:
+    """For every window size ``1..max_size``: ``(perplexity, last index)`` of the run of that many
+    consecutive snapshots whose mixture scores best (ties: the earliest)."""
+    out = {}
+    for size in range(1, min(max_size, len(log_probs)) + 1):
+        out[size] = min((mixture_perplexity(log_probs[b - size + 1:b + 1], num_scored), b)
+                        for b in range(size - 1, len(log_probs)))
+    return out
+
+
 def fit_snapshots(ens, split, fixed: dict, epochs: int | None = None, snapshots: int | None = None):
     """Selection (``epochs`` None): train ``ens.base`` to ``ssl_epochs``, snapshot it every
     ``ens.every`` epochs, score every snapshot's validation continuations
@@ -192,22 +209,14 @@ def fit_snapshots(ens, split, fixed: dict, epochs: int | None = None, snapshots:
     tokens, lengths, T1 = split.task("val")
     n_scored = int((lengths - T1).sum())
     snaps, lps, curve = [], [], []
-
-    def ppl(window):
-        mix = torch.logsumexp(torch.stack(window), 0) - math.log(len(window))
-        return perplexity(float(mix.sum()), n_scored)
-
     while len(base.history) + every <= fixed["ssl_epochs"]:
         base.fit(split.train, epochs=every, progress=False)
         snaps.append(base.snapshot())
         lp = snaps[-1].token_log_probs(tokens, lengths, seed=0, num_particles=fixed["curve_particles"]).double()
         lps.append(torch.where(torch.arange(tokens.shape[1])[None, :] >= T1, lp, torch.zeros_like(lp)))
-        curve.append([len(base.history), ppl(lps[-1:])])
-    by_size = {}
-    for size in range(1, min(fixed["ssl_max_snapshots"], len(snaps)) + 1):
-        scores = [(ppl(lps[b - size + 1:b + 1]), b) for b in range(size - 1, len(snaps))]
-        v, b = min(scores)
-        by_size[size] = {"val_ppl": v, "epochs": [len(s.history) for s in snaps[b - size + 1:b + 1]]}
+        curve.append([len(base.history), mixture_perplexity(lps[-1:], n_scored)])
+    by_size = {size: {"val_ppl": v, "epochs": [len(s.history) for s in snaps[b - size + 1:b + 1]]}
+               for size, (v, b) in best_windows(lps, fixed["ssl_max_snapshots"], n_scored).items()}
     size = min(by_size, key=lambda k: by_size[k]["val_ppl"])
     chosen_epochs = by_size[size]["epochs"]
     best = pyro_ssl.SnapshotEnsemble.from_members([s for s in snaps if len(s.history) in chosen_epochs])

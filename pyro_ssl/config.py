@@ -217,9 +217,9 @@ class SamplerConfig:
         "or an integer L (the first L; the rest corrects the block's new path by a Metropolis-Hastings step that "
         "scores the proposed path only, the current path's terms being kept): exact either way, pyro_ssl.smc.blocked")
     block_resample_below: float = _opt(
-        1.0, "adaptive resampling inside the blocked kernel's blocks: resample only when the particles' effective "
+        0.5, "adaptive resampling inside the blocked kernel's blocks: resample only when the particles' effective "
         "sample size falls below this fraction of num_particles, carrying the weights on otherwise (exact either "
-        "way; fewer lineages collapse onto the current path); 1 resamples at every step")
+        "way; fewer lineages collapse onto the current path, docs/learning.md); 1 resamples at every step")
 
     def __post_init__(self):
         self.num_particles = _int("num_particles", self.num_particles, 2)

@@ -26,3 +26,14 @@ def simulated_corpus(K=3, V=12, D=60, T=30, seed=0):
             z.append(z[-1] if torch.rand(1, generator=g) < 0.9 else int(torch.randint(K, (1,), generator=g)))
         docs.append([k * (V // K) + int(torch.randint(V // K, (1,), generator=g)) for k in z])
     return docs
+
+
+PETS_AND_MARKETS = [
+    "the cat sat on the mat and the dog sat too",
+    "stocks fell as markets closed lower on rates news",
+    "the dog ran in the park with the cat",
+    "markets rallied and stocks rose on the rates news",
+    "a cat and a dog in the park on the mat",
+    "rates rose and markets fell and stocks closed lower",
+] * 2
+"""Twelve short texts on two themes: a corpus for persistence and estimator tests."""

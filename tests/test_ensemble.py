@@ -8,17 +8,10 @@ import pytest
 import torch
 
 import pyro_ssl
+from helpers import PETS_AND_MARKETS as TEXTS
 from pyro_ssl import SnapshotEnsemble
 from pyro_ssl.data import Corpus
 
-TEXTS = [
-    "the cat sat on the mat and the dog sat too",
-    "stocks fell as markets closed lower on rates news",
-    "the dog ran in the park with the cat",
-    "markets rallied and stocks rose on the rates news",
-    "a cat and a dog in the park on the mat",
-    "rates rose and markets fell and stocks closed lower",
-] * 2
 
 SMALL = dict(K=3, hidden_size=8, num_particles=4, batch_size=5, dropout=0.3, ancestor_lag=2, eval_particles=64)
 

@@ -6,19 +6,12 @@ import pytest
 import torch
 
 import pyro_ssl
+from helpers import PETS_AND_MARKETS as TEXTS
 from pyro_ssl.data import Corpus
 from pyro_ssl.io import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, load_checkpoint
 
 load_model = pyro_ssl.SSL.load
 
-TEXTS = [
-    "the cat sat on the mat and the dog sat too",
-    "stocks fell as markets closed lower on rates news",
-    "the dog ran in the park with the cat",
-    "markets rallied and stocks rose on the rates news",
-    "a cat and a dog in the park on the mat",
-    "rates rose and markets fell and stocks closed lower",
-] * 2
 
 SMALL = dict(K=3, hidden_size=8, num_particles=4, batch_size=5, dropout=0.3, ancestor_lag=2)
 

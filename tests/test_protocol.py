@@ -246,3 +246,20 @@ def test_snapshot_points_choose_their_window_on_validation_and_replicate_it(monk
     assert fitted[("ssl", 1)].epochs == chosen["snapshot_epochs"]
     page = protocol.render_page(res, command="cmd", data="d.csv", images={"test": "t.png", "validation": "v.png"})
     assert "snapshot" in page
+
+
+def test_best_windows_finds_the_best_run_of_consecutive_snapshots():
+    """Five snapshots' predictions of 4 tokens: the second and third predict well and differently,
+    so the best pair is (1, 2) in the middle; a single snapshot's best is the better of those two;
+    the mixture's perplexity is computed by hand."""
+    good_a = torch.log(torch.tensor([[0.5, 0.1, 0.5, 0.1]]))
+    good_b = torch.log(torch.tensor([[0.1, 0.5, 0.1, 0.45]]))
+    bad = torch.log(torch.full((1, 4), 0.05))
+    lps = [bad, good_a, good_b, bad, bad]
+    wins = protocol.best_windows(lps, 3, 4)
+    assert wins[2][1] == 2  # the pair ending at index 2: snapshots 1 and 2
+    mix = torch.tensor([0.3, 0.3, 0.3, 0.275])
+    assert wins[2][0] == pytest.approx(float(torch.exp(-mix.log().mean())))
+    assert wins[1] == (pytest.approx(float(torch.exp(-good_a.mean()))), 1)
+    assert wins[3][1] in (2, 3) and wins[2][0] < wins[1][0] and wins[2][0] < wins[3][0]
+    assert sorted(wins) == [1, 2, 3]
