@@ -109,7 +109,7 @@ def run(kernel, prior, x, beta, start, sweeps, P, seed, lag=FULL_LAG):
 
 
 def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, minibatches=MINIBATCHES,
-                    future_lag=None):
+                    future_lag=None, resample_below=None):
     """One collapsed E-step of every chain, minibatch by minibatch (:data:`MINIBATCHES`), in place.
 
     ``x``: ``(D, T)`` words shared by the chains or ``(C, D, T)`` each chain's own; ``z`` ``(C, D, T)``.
@@ -121,6 +121,7 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
     against the chain's counts ``n`` ``(C, K, V)``, which it keeps current. ``future_lag``: the
     blocked kernel's (``None`` full; ``collapsed_blocked_lag0`` runs it with 0, the whole fixed
     future through its Metropolis-Hastings correction, folded into the same decision).
+    ``resample_below``: the blocked kernel's adaptive resampling (fit's ``block_resample_below``).
     """
     C, D, T = z.shape
     K, V = n.shape[-2:]
@@ -155,8 +156,8 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
 
             z[:, batch] = blocked_csmc_sweep(prior, dummy, flat_x, lengths, P, cur.reshape(C * S, T),
                                              block_size=block_size, stride=stride, generator=g,
-                                             accept=accept, future_lag=future_lag,
-                                             block_proposal=block_proposal).path.view(C, S, T)
+                                             accept=accept, future_lag=future_lag, block_proposal=block_proposal,
+                                             resample_below=resample_below).path.view(C, S, T)
 
 
 def check_leave_out_formula(prior, x, beta, z):

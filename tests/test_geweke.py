@@ -89,7 +89,17 @@ def _pgas(prior, x, z, emission, g):
                       log_emission=emission).path
 
 
-@pytest.mark.parametrize("step,iters", [(_blocked, 30), (_pgas, 12)], ids=["blocked", "pgas_full"])
+def _blocked_adaptive(prior, x, z, emission, g):
+    """fit's adaptive resampling inside the blocks. Power, measured: its weights not carried on
+    passes this joint test (as it does the collapsed one below); the exact-draws tests of
+    tests/test_smc.py and tests/test_blocked.py catch it."""
+    n = torch.full((x.shape[0],), T)
+    return blocked_csmc_sweep(prior, emission.new_zeros(K, V), x, n, 3, z, block_size=3, stride=2, generator=g,
+                              log_emission=emission, resample_below=0.5).path
+
+
+@pytest.mark.parametrize("step,iters", [(_blocked, 30), (_blocked_adaptive, 30), (_pgas, 12)],
+                         ids=["blocked", "blocked_adaptive", "pgas_full"])
 def test_geweke_exact_kernels_with_gibbs_phi(step, iters):
     est, expected, se = _geweke(step, iters=iters)
     z = (est - expected).abs() / se.clamp_min(1e-6)
@@ -127,7 +137,7 @@ def _pair_statistics(z, x):
     return torch.stack([dev[:, within].mean(-1), dev[:, across].mean(-1)], -1)
 
 
-def _geweke_collapsed(kernel, chains=4000, iters=15, seed=0, accept_all=False):
+def _geweke_collapsed(kernel, chains=4000, iters=15, seed=0, accept_all=False, **sweep_kw):
     """Chain averages ``(est, expected, se)`` of the topic marginals and the two pair statistics."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
     import emission_bias
@@ -151,7 +161,7 @@ def _geweke_collapsed(kernel, chains=4000, iters=15, seed=0, accept_all=False):
             n = torch.zeros(chains, K * V, dtype=torch.float64)
             n.scatter_add_(1, (z * V + x).reshape(chains, -1), torch.ones(chains, D_CORPUS * T, dtype=torch.float64))
             emission_bias.collapsed_sweep(kernel, prior, x, BETA_CORPUS, z, n.view(chains, K, V), 3, g, block_size=3,
-                                          stride=2, minibatches=([1, 2], [0]))
+                                          stride=2, minibatches=([1, 2], [0]), **sweep_kw)
             x = words(z)
             stats[:, :-2] += torch.nn.functional.one_hot(z, K).double().reshape(chains, -1)
             stats[:, -2:] += _pair_statistics(z, x)
@@ -163,14 +173,16 @@ def _geweke_collapsed(kernel, chains=4000, iters=15, seed=0, accept_all=False):
     return est, expected, se
 
 
-@pytest.mark.parametrize("kernel", ["collapsed_blocked", "collapsed"])
-def test_geweke_collapsed_e_step_as_fit_runs_it(kernel):
+@pytest.mark.parametrize("kernel,sweep_kw", [("collapsed_blocked", dict(resample_below=0.5, future_lag=1)),
+                                             ("collapsed_blocked", {}), ("collapsed", {})],
+                         ids=["collapsed_blocked_as_default", "collapsed_blocked", "collapsed"])
+def test_geweke_collapsed_e_step_as_fit_runs_it(kernel, sweep_kw):
     """fit's collapsed E-step (blocked or plain CSMC proposals under phi from outside the
     minibatch, sequential Metropolis-Hastings acceptance) keeps the joint p(z, x | theta).
 
     Power, measured: this joint test is weak for errors of the correction itself (proposals kept
     without it: 3.3 SE at 16,000 chains, not caught); those are the enumeration test's to catch
     (tests/test_emission.py, 32 SE). It checks the plumbing of a corpus of coupled documents."""
-    est, expected, se = _geweke_collapsed(kernel)
+    est, expected, se = _geweke_collapsed(kernel, **sweep_kw)
     z = (est - expected).abs() / se.clamp_min(1e-6)
     assert (z <= Z_SIGMA).all(), (z.max(), (est - expected)[z.argmax()])
