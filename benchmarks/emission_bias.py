@@ -83,7 +83,8 @@ def run(kernel, prior, x, beta, start, sweeps, P, seed, lag=FULL_LAG):
     for _ in range(sweeps):
         n = counts_per_chain(z)
         if kernel.startswith("collapsed"):
-            collapsed_sweep(kernel, prior, x, beta, z, n, P, g, future_lag=0 if kernel.endswith("_lag0") else None)
+            collapsed_sweep(kernel, prior, x, beta, z, n, P, g, future_lag=0 if kernel.endswith("_lag0") else None,
+                            resample_below=0.5 if kernel.endswith("_adaptive") else None)
             continue
         if kernel == "gibbs":  # the package's steps, batched over chains: (C, K, V)
             log_phi = dirichlet_log_phi(n, beta)
@@ -120,7 +121,8 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
     the block, as fit does), accepted by :func:`~pyro_ssl.infer.collapsed.collapsed_mh`
     against the chain's counts ``n`` ``(C, K, V)``, which it keeps current. ``future_lag``: the
     blocked kernel's (``None`` full; ``collapsed_blocked_lag0`` runs it with 0, the whole fixed
-    future through its Metropolis-Hastings correction, folded into the same decision).
+    future through its Metropolis-Hastings correction, folded into the same decision;
+    ``collapsed_blocked_adaptive`` with adaptive resampling, ``resample_below=0.5``).
     ``resample_below``: the blocked kernel's adaptive resampling (fit's ``block_resample_below``).
     """
     C, D, T = z.shape
@@ -201,7 +203,8 @@ def main(argv=None) -> int:
     p.add_argument("--chains", type=int, default=None)
     p.add_argument("--sweeps", type=int, default=None)
     p.add_argument("--kernels", nargs="+", default=["gibbs", "leave_out", "smoothed"],
-                   choices=["gibbs", "leave_out", "smoothed", "collapsed", "collapsed_blocked", "collapsed_blocked_lag0"])
+                   choices=["gibbs", "leave_out", "smoothed", "collapsed", "collapsed_blocked", "collapsed_blocked_lag0",
+                            "collapsed_blocked_adaptive"])
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     chains = args.chains or (50_000 if args.quick else 200_000)
