@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--K", type=int, default=100)
     p.add_argument("--beta", type=float, default=0.03)
     p.add_argument("--preset", default=None)
+    p.add_argument("--particles", type=int, default=10, help="E-step particles")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=70)
     p.add_argument("--start", type=int, default=30)
@@ -46,7 +47,8 @@ def main(argv=None) -> int:
                            vocab_size=5000, seed=1)
     tok, n, T1 = split.task("val")
     scored = torch.arange(tok.shape[1])[None, T1:] < n[:, None]
-    m = pyro_ssl.SSL(K=args.K, beta=args.beta, seed=args.seed, eval_particles=500, preset=args.preset)
+    m = pyro_ssl.SSL(K=args.K, beta=args.beta, seed=args.seed, eval_particles=500, preset=args.preset,
+                     num_particles=args.particles)
     snaps: list[torch.Tensor] = []
 
     def ppl(lps: list[torch.Tensor]) -> float:
