@@ -138,22 +138,21 @@ class SnapshotEnsemble(LanguageModel):
         sd over the particle-filter ``seeds`` (the evaluator's Monte Carlo error only)."""
         self._check_fitted()
         tokens, lengths, T1 = _check_completion(tokens, lengths, T1, self.V)
-        return self._replicate(tokens, lengths, T1, num_particles, _check_seeds(seeds))
+        n = int((lengths - T1).clamp(min=0).sum())
+        return evaluation.replicate(
+            lambda s: evaluation.perplexity(float(self.token_log_probs(tokens, lengths, s, num_particles)[:, T1:].sum()), n),
+            _check_seeds(seeds), self._particles(num_particles))
 
     def score(self, data, num_particles: int | None = None, seeds=(0, 1, 2)) -> evaluation.Estimate:
         """Per-token held-out log likelihood of ``data`` (mean and sd over filter ``seeds``)."""
         self._check_fitted()
         tokens, lengths, _, _ = as_tokens(data, self.V)
-        est = self._replicate(tokens, lengths, 0, num_particles, _check_seeds(seeds))
-        values = [-math.log(v) for v in est.values]
-        return evaluation.Estimate(sum(values) / len(values), _sd(values), values, est.num_particles)
+        n = int(lengths.sum())
+        return evaluation.replicate(lambda s: float(self.token_log_probs(tokens, lengths, s, num_particles).sum()) / n,
+                                    _check_seeds(seeds), self._particles(num_particles))
 
-    def _replicate(self, tokens, lengths, T1, num_particles, seeds) -> evaluation.Estimate:
-        n = int((lengths - T1).clamp(min=0).sum())
-        values = [evaluation.perplexity(float(self.token_log_probs(tokens, lengths, s, num_particles)[:, T1:].sum()), n)
-                  for s in seeds]
-        P = num_particles or self.members[0].config.learning.eval_particles
-        return evaluation.Estimate(sum(values) / len(values), _sd(values), values, P)
+    def _particles(self, num_particles: int | None) -> int:
+        return self.members[0].config.learning.eval_particles if num_particles is None else int(num_particles)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:
@@ -192,6 +191,3 @@ class SnapshotEnsemble(LanguageModel):
         state = f"epochs {self.epochs}" if self.members else f"unfitted, {self.size} snapshots {self.every} epochs apart"
         return f"SnapshotEnsemble({state})"
 
-
-def _sd(values: list[float]) -> float:
-    return float(torch.tensor(values, dtype=torch.float64).std()) if len(values) > 1 else 0.0

@@ -22,6 +22,7 @@ __all__ = [
     "completion_log_likelihood",
     "heldout_log_likelihood",
     "completion_perplexity",
+    "replicate",
 ]
 
 
@@ -81,7 +82,8 @@ def filter_log_increments(
     return torch.cat(out, 0)
 
 
-def _replicate(fn, seeds, num_particles) -> Estimate:
+def replicate(fn, seeds, num_particles) -> Estimate:
+    """``fn(seed)`` for every particle-filter seed, as an :class:`Estimate` (mean, sd, values)."""
     values = [float(fn(s)) for s in seeds]
     std = float(torch.tensor(values, dtype=torch.float64).std()) if len(values) > 1 else 0.0
     return Estimate(sum(values) / len(values), std, values, num_particles)
@@ -126,7 +128,7 @@ def completion_perplexity(
         )
         return perplexity(ll, n)
 
-    return _replicate(one, seeds, num_particles)
+    return replicate(one, seeds, num_particles)
 
 
 def heldout_log_likelihood(
@@ -145,4 +147,4 @@ def heldout_log_likelihood(
         inc = filter_log_increments(prior, log_phi, tokens, lengths, num_particles, resampling=resampling, seed=seed)
         return float(inc.sum()) / n
 
-    return _replicate(one, seeds, num_particles)
+    return replicate(one, seeds, num_particles)
