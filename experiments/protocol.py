@@ -215,11 +215,13 @@ def fit_snapshots(ens, split, fixed: dict, epochs: int | None = None, snapshots:
         lp = snaps[-1].token_log_probs(tokens, lengths, seed=0, num_particles=fixed["curve_particles"]).double()
         lps.append(torch.where(torch.arange(tokens.shape[1])[None, :] >= T1, lp, torch.zeros_like(lp)))
         curve.append([len(base.history), mixture_perplexity(lps[-1:], n_scored)])
+    windows = best_windows(lps, fixed["ssl_max_snapshots"], n_scored)
     by_size = {size: {"val_ppl": v, "epochs": [len(s.history) for s in snaps[b - size + 1:b + 1]]}
-               for size, (v, b) in best_windows(lps, fixed["ssl_max_snapshots"], n_scored).items()}
-    size = min(by_size, key=lambda k: by_size[k]["val_ppl"])
-    chosen_epochs = by_size[size]["epochs"]
-    best = pyro_ssl.SnapshotEnsemble.from_members([s for s in snaps if len(s.history) in chosen_epochs])
+               for size, (v, b) in windows.items()}
+    size = min(windows, key=lambda k: windows[k][0])
+    last = windows[size][1]
+    best = pyro_ssl.SnapshotEnsemble.from_members(snaps[last - size + 1:last + 1])
+    chosen_epochs = best.epochs
     info = {"curve": curve, "epochs": chosen_epochs[-1], "snapshots": size, "snapshot_epochs": chosen_epochs,
             "by_size": by_size, "train_seconds": time.perf_counter() - t0,
             "seconds_per_epoch": sum(e["seconds"] for e in base.history) / max(len(base.history), 1)}
