@@ -20,8 +20,8 @@ so the only difference is what the emissions are):
 * ``smoothed``: ``emission="global"``, ``phi_update="smoothed"`` (the seed's): swept under the
   posterior mean of ``phi`` from all counts, the document's own included;
 * ``collapsed`` and ``collapsed_blocked``: ``emission="collapsed"`` (exact): plain CSMC
-  (``ancestor_lag=0``) or blocked CSMC proposals under ``phi`` from the documents outside the
-  minibatch, accepted one document after another by the collapsed Metropolis-Hastings step
+  (``ancestor_lag=0``) or blocked CSMC proposals under ``phi`` from the current counts less the
+  tokens that may change before each document's decision, accepted one document after another by the collapsed Metropolis-Hastings step
   (:mod:`pyro_ssl.infer.collapsed`), minibatches :data:`MINIBATCHES`.
 
 Usage::
@@ -46,7 +46,7 @@ from _common import load_average, machine_line  # noqa: E402
 from exact import collapsed_posterior  # noqa: E402
 from helpers import tiny_model  # noqa: E402
 
-from pyro_ssl.infer.collapsed import block_proposal_log_emission, collapsed_mh, proposal_log_emission  # noqa: E402
+from pyro_ssl.infer.collapsed import collapsed_mh, visit_order_log_emission  # noqa: E402
 from pyro_ssl.infer.mstep import dirichlet_log_phi, leave_out_log_emission, smoothed_log_phi, topic_word_counts  # noqa: E402
 from pyro_ssl.smc import FULL_LAG, csmc_sweep  # noqa: E402
 from pyro_ssl.smc.blocked import blocked_csmc_sweep  # noqa: E402
@@ -117,8 +117,10 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
 
     ``collapsed``: plain CSMC proposals (``ancestor_lag=0``); ``collapsed_blocked``: blocked CSMC
     (blocks of 2, stride 1, so every position is updated inside a block); both under ``phi`` from
-    the documents outside the minibatch (the blocked kernel adds the document's own tokens outside
-    the block, as fit does), accepted by :func:`~pyro_ssl.infer.collapsed.collapsed_mh`
+    the chain's current counts less what may change before each document's decision (the
+    window of itself and of the documents visited before it:
+    :func:`~pyro_ssl.infer.collapsed.visit_order_log_emission`, as fit does), accepted by
+    :func:`~pyro_ssl.infer.collapsed.collapsed_mh`
     against the chain's counts ``n`` ``(C, K, V)``, which it keeps current. ``future_lag``: the
     blocked kernel's (``None`` full; ``collapsed_blocked_lag0`` runs it with 0, the whole fixed
     future through its Metropolis-Hastings correction, folded into the same decision;
@@ -132,12 +134,10 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
         S = len(batch)
         xb = x[batch].expand(C, S, T) if x.ndim == 2 else x[:, batch]
         cur = z[:, batch].clone()
-        own = torch.zeros(C, K * V, dtype=torch.float64)
-        own.scatter_add_(1, (cur * V + xb).reshape(C, -1), torch.ones(C, S * T, dtype=torch.float64))
         mask = torch.ones(C, S, T, dtype=torch.bool)
         lengths = torch.full((C * S,), T)
         if kernel == "collapsed":
-            log_q = proposal_log_emission(n - own.view(C, K, V), xb, beta)  # (C, S, T, K)
+            log_q = visit_order_log_emission(n, xb, cur, mask, 0, T, beta)  # (C, S, T, K)
             prop = csmc_sweep(prior, dummy, xb.reshape(C * S, T), lengths, P, cur.reshape(C * S, T), ancestor_lag=0,
                               generator=g, log_emission=log_q.reshape(C * S, T, K)).path.view(C, S, T)
             acc = collapsed_mh(n, xb, mask, cur, prop, log_q, beta, torch.rand(C, S, generator=g, dtype=torch.float64))
@@ -150,11 +150,11 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
                 return collapsed_mh(n, xb, mask, current.view(C, S, T), proposed.view(C, S, T), None, beta,
                                     u, log_ratio.view(C, S)).reshape(-1)
 
-            outside = (n - own.view(C, K, V)).repeat_interleave(S, 0)  # (C * S, K, V): each row's chain
-            flat_x, flat_mask = xb.reshape(C * S, T), mask.reshape(C * S, T)
+            flat_x = xb.reshape(C * S, T)
 
-            def block_proposal(rows, s, e, current):
-                return block_proposal_log_emission(outside[rows], flat_x[rows], current, flat_mask[rows], s, e, beta)
+            def block_proposal(rows, s, e, current):  # from the chain's counts n as the decisions leave them
+                q = visit_order_log_emission(n, xb, current.view(C, S, T), mask, s, e, beta)
+                return q.reshape(C * S, e - s, K)[rows]
 
             z[:, batch] = blocked_csmc_sweep(prior, dummy, flat_x, lengths, P, cur.reshape(C * S, T),
                                              block_size=block_size, stride=stride, generator=g,

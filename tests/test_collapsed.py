@@ -9,13 +9,7 @@ import torch
 
 from pyro_ssl import SSL
 from pyro_ssl.config import SSLConfig
-from pyro_ssl.infer.collapsed import (
-    block_proposal_log_emission,
-    collapsed_mh,
-    proposal_log_emission,
-    urn_log_density,
-    within_document_counts,
-)
+from pyro_ssl.infer.collapsed import collapsed_mh, urn_log_density, visit_order_log_emission, within_document_counts
 from pyro_ssl.infer.mstep import topic_word_counts
 
 
@@ -104,7 +98,8 @@ def test_collapsed_mh_takes_the_sequential_metropolis_hastings_decisions():
         prop = torch.where(mask, prop, 0)
         prop[0] = z[0]  # an unchanged proposal is always accepted
         outside = torch.randint(0, 2, (K, V), generator=torch.Generator().manual_seed(seed + 3)).double()
-        log_q = proposal_log_emission(outside * 3, x, beta)  # any fixed table
+        rest = outside * 3 + beta
+        log_q = (rest / rest.sum(-1, keepdim=True)).log().T[x]  # (N, T, K): any fixed table
         extra = torch.randn(N, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 0.5
         extra[0] = 0.0
         u, want, chosen, edge = _sequential_decisions(z, prop, x, lengths, outside, log_q, extra, K, V, beta)
@@ -146,9 +141,10 @@ def test_collapsed_fit_keeps_counts_and_reports_acceptance(kernel):
 
 
 def test_collapsed_sweeps_small_corpora_in_groups_of_a_quarter():
-    """With batch_size >= D the proposals' table (phi from the documents outside the documents
-    swept together) would be the prior alone; the collapsed E-step sweeps a minibatch in groups
-    of at most D // 4 documents, so the proposals see three quarters of the corpus."""
+    """Each proposal's table leaves out the window of the documents decided before it in its
+    group; on short documents a window is most of a document, so with one group of the whole
+    corpus the later documents would propose from little more than the prior. The collapsed
+    E-step decides a minibatch in groups of at most D // 4 documents, and accepts more."""
     g = torch.Generator().manual_seed(0)
     docs = [torch.randint(12, (int(n),), generator=g).tolist() for n in torch.randint(5, 25, (24,), generator=g)]
     rates = {}
@@ -164,25 +160,35 @@ def test_collapsed_sweeps_small_corpora_in_groups_of_a_quarter():
     assert rates[None] > rates[24] + 0.1, rates
 
 
-def test_block_proposal_table_counts_the_documents_own_tokens_outside_the_block():
-    """Against the formula written out token by token: (outside_kw + own_kw + beta) / (outside_k
-    + own_k + V beta), ``own`` counting the row's real tokens outside ``[s, e)``; per-row
-    ``outside`` equals a shared one repeated."""
-    K, V, beta, s, e = 3, 5, 0.3, 4, 7
-    z, x, lengths, mask = _random(N=6, T=11, K=K, V=V, seed=5)
-    outside = torch.randint(0, 4, (K, V), generator=torch.Generator().manual_seed(1)).double()
-    got = block_proposal_log_emission(outside, x, z, mask, s, e, beta)
-    assert got.shape == (6, e - s, K)
-    for i in range(6):
-        keep = mask[i].clone()
-        keep[s:e] = False
-        own = topic_word_counts(z[i : i + 1][:, keep], x[i : i + 1][:, keep], torch.tensor([int(keep.sum())]), K, V)
-        for j, t in enumerate(range(s, e)):
-            w = int(x[i, t])
-            want = ((outside[:, w] + own[:, w] + beta) / (outside.sum(-1) + own.sum(-1) + V * beta)).log()
-            assert torch.allclose(got[i, j], want, atol=1e-12)
-    per_row = block_proposal_log_emission(outside.expand(6, K, V), x, z, mask, s, e, beta)
-    assert torch.allclose(per_row, got, atol=1e-12)
+@pytest.mark.parametrize("s, e", [(4, 7), (0, 11)])
+def test_visit_order_table_leaves_out_only_what_changes_before_the_decision(s, e):
+    """Against the formula written out token by token: document ``j``'s table is ``phi`` from the
+    current counts less the window ``[s, e)`` of documents ``0 .. j`` (itself and those decided
+    before it), two groups with their own counts in one call; ``(K, V)`` counts equal the same
+    counts repeated. Measured power (planted, then removed): leaving out the window of documents
+    ``0 .. j-1`` only (the document's own window then counts, so its proposal reads its current
+    block) or of ``0 .. j+1`` fails here."""
+    K, V, beta, G, S, T = 3, 5, 0.3, 2, 6, 11
+    xs, zs, masks, counts = [], [], [], []
+    for grp in range(G):
+        z, x, lengths, mask = _random(N=S, T=T, K=K, V=V, seed=5 + grp)
+        other = torch.randint(0, 4, (K, V), generator=torch.Generator().manual_seed(grp)).double()
+        xs.append(x), zs.append(z), masks.append(mask)
+        counts.append(other + topic_word_counts(z, x, lengths, K, V))
+    x, z, mask, counts = torch.stack(xs), torch.stack(zs), torch.stack(masks), torch.stack(counts)
+    got = visit_order_log_emission(counts, x, z, mask, s, e, beta)
+    assert got.shape == (G, S, e - s, K)
+    for grp in range(G):
+        for j in range(S):
+            c = counts[grp].clone()
+            for jj in range(j + 1):
+                for t in range(s, e):
+                    if mask[grp, jj, t]:
+                        c[z[grp, jj, t], x[grp, jj, t]] -= 1
+            want = ((c + beta) / (c + beta).sum(-1, keepdim=True)).log()[:, x[grp, j, s:e]].T
+            assert torch.allclose(got[grp, j], want, atol=1e-12)
+    shared = visit_order_log_emission(counts[0], x[:1], z[:1], mask[:1], s, e, beta)
+    assert torch.allclose(shared, got[:1], atol=1e-12)
 
 
 def test_blocked_sweep_puts_its_block_tables_ratio_in_the_decision():
@@ -201,11 +207,11 @@ def test_blocked_sweep_puts_its_block_tables_ratio_in_the_decision():
     ref = torch.randint(3, (B, T), generator=g)
     lengths = torch.tensor([9, 8, 9, 3, 9])
     mask = torch.arange(T) < lengths.unsqueeze(-1)
-    outside = torch.randint(0, 5, (3, 6), generator=g).double()
+    counts = torch.randint(0, 5, (3, 6), generator=g).double() + topic_word_counts(ref, x, lengths, 3, 6)
     tables, seen = [], []  # one entry per block, in sweep order (two blocks start at 0)
 
     def block_proposal(rows, s, e, current):
-        q = block_proposal_log_emission(outside, x[rows], current, mask[rows], s, e, 0.2)
+        q = visit_order_log_emission(counts, x[rows][None], current[None], mask[rows][None], s, e, 0.2)[0]
         tables.append((s, rows.clone(), q))
         return q
 

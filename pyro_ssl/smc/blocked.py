@@ -229,7 +229,7 @@ def blocked_csmc_sweep(
             block's emission table, which may depend on the path outside the block (fixed during
             the block). Its ratio ``log q(current) - log q(proposed)`` over the block is added to
             ``log_ratio``, so ``accept`` (required) judges against its own target alone (e.g.
-            :func:`~pyro_ssl.infer.collapsed.block_proposal_log_emission`).
+            :func:`~pyro_ssl.infer.collapsed.visit_order_log_emission`).
         resample_below: adaptive resampling inside the blocks (:func:`~pyro_ssl.smc.csmc.csmc_sweep`):
             resample only when the effective sample size falls below this fraction of ``P``.
     Returns:
