@@ -17,7 +17,8 @@ K = 50, H = 64, P = 10), one thread, one process. Three stochastic-EM runs share
   (``block_lookahead="full"``, the default before 2026-12-03's second session);
 * ``exact_resample_every_step``: the default with resampling at every step inside the blocks
   (``block_resample_below=1``, the default before 2026-12-03's fourth session);
-* ``exact_b10s5``: the default with blocks of 10 every 5 positions (better mixing, more blocks).
+* ``exact_b10s5``, ``exact_b14s7``: the default with blocks of 10 every 5 positions, or 14 every 7
+  (better mixing, more blocks).
 
 Each repeat runs one epoch of each, rotating which goes first, after one untimed epoch each.
 Printed: the median epoch seconds (E-step and M-step apart), and the ratios to the seed's
@@ -44,7 +45,8 @@ CONFIGS = {"seed": dict(preset="seed"), "heuristic": dict(preset="heuristic"),
            "blocked": dict(warmup_epochs=0, emission="leave_out"), "exact": dict(warmup_epochs=0),
            "exact_full_future": dict(warmup_epochs=0, block_lookahead="full"),
            "exact_resample_every_step": dict(warmup_epochs=0, block_resample_below=1.0),
-           "exact_b10s5": dict(warmup_epochs=0, block_size=10, block_stride=5)}
+           "exact_b10s5": dict(warmup_epochs=0, block_size=10, block_stride=5),
+           "exact_b14s7": dict(warmup_epochs=0, block_size=14, block_stride=7)}
 
 
 def make(name: str, tokens, lengths, V: int):
