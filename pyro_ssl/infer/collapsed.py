@@ -109,13 +109,17 @@ def visit_order_log_emission(counts: torch.Tensor, x: torch.Tensor, z: torch.Ten
     W = xw.shape[-1]
     g = torch.arange(G, device=x.device).view(G, 1, 1)
     j = torch.arange(S, device=x.device).view(1, S, 1)
-    # (topic, word) side: window tokens of documents 0..j with the query's word and topic, counted
-    # by two binary searches in the sorted keys ((g, word, topic), document).
-    keys = (((g * V + xw) * K + zw) * S + j)[mw].sort().values
-    base = ((g * V + xw) * K).unsqueeze(-1) + torch.arange(K, device=x.device)  # (G, S, W, K)
-    lo = torch.searchsorted(keys, (base * S).reshape(-1))
-    hi = torch.searchsorted(keys, (base * S + j.unsqueeze(-1)).reshape(-1), right=True)
-    mine = (hi - lo).view(G, S, W, K).to(torch.float64)
+    # (topic, word) side: the window tokens of documents 0..j with the token's word, by topic.
+    # Sorted by (word, document) they are a run from the word's first token to the last of
+    # document j, so a cumulative count of topics along the sorted tokens gives them by two
+    # binary searches per token (not per token and topic).
+    word = (g * V + xw) * S  # (G, S, W): the word's key with document 0
+    keys, order = (word + j)[mw].sort()
+    seen = torch.nn.functional.pad(
+        torch.nn.functional.one_hot(zw[mw][order], K).to(torch.float64).cumsum(0), (0, 0, 1, 0))  # (E + 1, K)
+    lo = torch.searchsorted(keys, word.reshape(-1))  # every position (padding too: its entries go unread)
+    hi = torch.searchsorted(keys, (word + j).reshape(-1), right=True)
+    mine = (seen[hi] - seen[lo]).view(G, S, W, K)
     num = counts.gather(2, xw.reshape(G, 1, S * W).expand(G, K, S * W)).transpose(1, 2).reshape(G, S, W, K)
     # topic side: the window's topic counts of documents 0..j (inclusive cumulative sum)
     oh = torch.nn.functional.one_hot(zw, K).to(torch.float64) * mw.unsqueeze(-1)  # (G, S, W, K)
