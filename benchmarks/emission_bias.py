@@ -21,8 +21,9 @@ so the only difference is what the emissions are):
   posterior mean of ``phi`` from all counts, the document's own included;
 * ``collapsed`` and ``collapsed_blocked``: ``emission="collapsed"`` (exact): plain CSMC
   (``ancestor_lag=0``) or blocked CSMC proposals under ``phi`` from the current counts less the
-  tokens that may change before each document's decision, accepted one document after another by the collapsed Metropolis-Hastings step
-  (:mod:`pyro_ssl.infer.collapsed`), minibatches :data:`MINIBATCHES`.
+  tokens that may change before each document's decision, accepted one document after another
+  by the collapsed Metropolis-Hastings step (:mod:`pyro_ssl.infer.collapsed`), minibatches
+  :data:`MINIBATCHES`.
 
 Usage::
 
