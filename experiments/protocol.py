@@ -10,7 +10,9 @@ from the training prefixes) serves every model. For each model:
    epoch; the word LSTM LM stops early on the validation reviews. An SSL point with
    ``snapshot_every=e`` keeps a snapshot every ``e`` epochs instead, scores each on validation,
    and chooses the run of at most ``ssl_max_snapshots`` consecutive snapshots whose averaged
-   predictions (:class:`pyro_ssl.SnapshotEnsemble`) score best, one snapshot included. The
+   predictions (:class:`pyro_ssl.SnapshotEnsemble`) score best, one snapshot included; with
+   ``chains=C`` as well, C independent chains (seeds ``s + 1000 c``) train side by side and a
+   window pools the same snapshots of every chain (at most ``ssl_max_snapshots // C`` each). The
    point with the lowest validation perplexity wins. Nothing here reads a test token.
 2. **Replication.** The chosen point is trained with every training seed (seed 0 is the
    selection run itself; the SSL runs the other seeds for the chosen number of epochs, keeping
@@ -108,6 +110,11 @@ def grid_points(space: dict[str, list] | list[dict[str, Any]]) -> list[dict[str,
 
 
 # ---------------------------------------------------------------------------- models
+CHAIN_SEED_STRIDE = 1000
+"""Chain ``c`` of training seed ``s`` (an SSL point with ``chains``) trains with seed ``s + 1000 c``
+(chain 0 is the one-chain run of that seed)."""
+
+
 def build(model: str, params: dict, seed: int, split, fixed: dict):
     """An unfitted language model for one grid point and training seed."""
     if model == "unigram":
@@ -125,8 +132,15 @@ def build(model: str, params: dict, seed: int, split, fixed: dict):
     if model == "ssl":
         params = dict(params)
         every = params.pop("snapshot_every", None)
-        ssl = pyro_ssl.SSL(seed=seed, eval_particles=fixed["test_particles"], **params)
-        return pyro_ssl.SnapshotEnsemble(ssl, every=every, size=1) if every else ssl
+        chains = int(params.pop("chains", 1))
+        if chains > 1 and not every:
+            raise ValueError("an SSL point with chains > 1 averages snapshots: give it snapshot_every too")
+        ssls = [pyro_ssl.SSL(seed=seed + CHAIN_SEED_STRIDE * c, eval_particles=fixed["test_particles"], **params)
+                for c in range(chains)]
+        if not every:
+            return ssls[0]
+        ensembles = [pyro_ssl.SnapshotEnsemble(ssl, every=every, size=1) for ssl in ssls]
+        return ensembles[0] if chains == 1 else ensembles
     raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
 
 
@@ -142,7 +156,7 @@ def fit_validated(model: str, lm, split, fixed: dict, epochs: int | None = None,
     val_tokens, val_lengths, T1 = split.task("val")
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
-    if isinstance(lm, pyro_ssl.SnapshotEnsemble):
+    if isinstance(lm, (pyro_ssl.SnapshotEnsemble, list)):
         return fit_snapshots(lm, split, fixed, epochs, snapshots)
     if model == "ssl":
         best: dict[str, Any] = {"ppl": math.inf}
@@ -183,13 +197,20 @@ def mixture_perplexity(log_probs: list[torch.Tensor], num_scored: int) -> float:
     return perplexity(float(mix.sum()), num_scored)
 
 
-def best_windows(log_probs: list[torch.Tensor], max_size: int, num_scored: int) -> dict[int, tuple[float, int]]:
+def best_windows(log_probs, max_size: int, num_scored: int) -> dict[int, tuple[float, int]]:
     """For every window size ``1..max_size``: ``(perplexity, last index)`` of the run of that many
-    consecutive snapshots whose mixture scores best (ties: the earliest)."""
+    consecutive snapshots whose mixture scores best (ties: the earliest).
+
+    ``log_probs``: one chain's snapshots' predictions (a list of ``(B, T)`` tensors), or a list
+    of such lists, one per independent chain with snapshots at the same epochs: a window then
+    pools the same snapshots of every chain (``chains x size`` members).
+    """
+    chains = [log_probs] if torch.is_tensor(log_probs[0]) else log_probs
+    n = min(len(c) for c in chains)
     out = {}
-    for size in range(1, min(max_size, len(log_probs)) + 1):
-        out[size] = min((mixture_perplexity(log_probs[b - size + 1:b + 1], num_scored), b)
-                        for b in range(size - 1, len(log_probs)))
+    for size in range(1, min(max_size, n) + 1):
+        out[size] = min((mixture_perplexity([lp for c in chains for lp in c[b - size + 1:b + 1]], num_scored), b)
+                        for b in range(size - 1, n))
     return out
 
 
@@ -199,32 +220,47 @@ def fit_snapshots(ens, split, fixed: dict, epochs: int | None = None, snapshots:
     (``curve_particles`` particles, filter seed 0) and return the ensemble of the run of at most
     ``ssl_max_snapshots`` consecutive snapshots with the best averaged perplexity. Replication:
     train to ``epochs`` keeping the last ``snapshots`` snapshots. Returns ``(ensemble,
-    validation ppl or None, info)``; ``info["by_size"]``: the best window of every size."""
+    validation ppl or None, info)``; ``info["by_size"]``: the best window of every size.
+
+    ``ens`` may be a list of ensembles, one per independent chain (:func:`build` with
+    ``chains``): they train side by side, a window takes the same snapshots of every chain, at
+    most ``ssl_max_snapshots // chains`` per chain (so the members to score stay within the
+    cap), and the returned ensemble holds every chain's window.
+    """
     t0 = time.perf_counter()
-    base, every = ens.base, ens.every
+    chains = ens if isinstance(ens, list) else [ens]
+    every = chains[0].every
     if epochs is not None:
-        ens.size = int(snapshots)
-        ens.fit(split.train, epochs=int(epochs), progress=False)
-        return ens, None, {"epochs": int(epochs), "snapshots": ens.size, "train_seconds": time.perf_counter() - t0}
+        for e in chains:
+            e.size = int(snapshots)
+            e.fit(split.train, epochs=int(epochs), progress=False)
+        best = chains[0] if len(chains) == 1 else pyro_ssl.SnapshotEnsemble.from_members(
+            [m for e in chains for m in e.members])
+        return best, None, {"epochs": int(epochs), "snapshots": int(snapshots),
+                            "train_seconds": time.perf_counter() - t0}
     tokens, lengths, T1 = split.task("val")
     n_scored = int((lengths - T1).sum())
-    snaps, lps, curve = [], [], []
-    while len(base.history) + every <= fixed["ssl_epochs"]:
-        base.fit(split.train, epochs=every, progress=False)
-        snaps.append(base.snapshot())
-        lp = snaps[-1].token_log_probs(tokens, lengths, seed=0, num_particles=fixed["curve_particles"]).double()
-        lps.append(torch.where(torch.arange(tokens.shape[1])[None, :] >= T1, lp, torch.zeros_like(lp)))
-        curve.append([len(base.history), mixture_perplexity(lps[-1:], n_scored)])
-    windows = best_windows(lps, fixed["ssl_max_snapshots"], n_scored)
-    by_size = {size: {"val_ppl": v, "epochs": [len(s.history) for s in snaps[b - size + 1:b + 1]]}
+    scored = torch.arange(tokens.shape[1])[None, :] >= T1
+    snaps, lps, curve = [[] for _ in chains], [[] for _ in chains], []
+    while len(chains[0].base.history) + every <= fixed["ssl_epochs"]:
+        for c, e in enumerate(chains):
+            e.base.fit(split.train, epochs=every, progress=False)
+            snaps[c].append(e.base.snapshot())
+            lp = snaps[c][-1].token_log_probs(tokens, lengths, seed=0, num_particles=fixed["curve_particles"]).double()
+            lps[c].append(torch.where(scored, lp, torch.zeros_like(lp)))
+        curve.append([len(chains[0].base.history), mixture_perplexity([c[-1] for c in lps], n_scored)])
+    windows = best_windows(lps, max(1, fixed["ssl_max_snapshots"] // len(chains)), n_scored)
+    by_size = {size: {"val_ppl": v, "epochs": [len(s.history) for s in snaps[0][b - size + 1:b + 1]]}
                for size, (v, b) in windows.items()}
     size = min(windows, key=lambda k: windows[k][0])
     last = windows[size][1]
-    best = pyro_ssl.SnapshotEnsemble.from_members(snaps[last - size + 1:last + 1])
-    chosen_epochs = best.epochs
+    best = pyro_ssl.SnapshotEnsemble.from_members([s for c in snaps for s in c[last - size + 1:last + 1]])
+    chosen_epochs = by_size[size]["epochs"]
     info = {"curve": curve, "epochs": chosen_epochs[-1], "snapshots": size, "snapshot_epochs": chosen_epochs,
             "by_size": by_size, "train_seconds": time.perf_counter() - t0,
-            "seconds_per_epoch": sum(e["seconds"] for e in base.history) / max(len(base.history), 1)}
+            "seconds_per_epoch": sum(e["seconds"] for e in chains[0].base.history) / max(len(chains[0].base.history), 1)}
+    if len(chains) > 1:
+        info["chains"] = len(chains)
     return best, by_size[size]["val_ppl"], info
 
 

@@ -263,3 +263,41 @@ def test_best_windows_finds_the_best_run_of_consecutive_snapshots():
     assert wins[1] == (pytest.approx(float(torch.exp(-good_a.mean()))), 1)
     assert wins[3][1] in (2, 3) and wins[2][0] < wins[1][0] and wins[2][0] < wins[3][0]
     assert sorted(wins) == [1, 2, 3]
+
+
+def test_best_windows_pools_the_same_snapshots_of_every_chain():
+    """Two chains of three snapshots: a window of one snapshot at index b is the mixture of both
+    chains' snapshot b (computed by hand); one chain alone is the single-chain call."""
+    a = [torch.log(torch.tensor([[p, 0.2]])) for p in (0.1, 0.6, 0.3)]
+    b = [torch.log(torch.tensor([[p, 0.4]])) for p in (0.2, 0.2, 0.7)]
+    wins = protocol.best_windows([a, b], 2, 2)
+    pooled = [torch.tensor([(pa + pb) / 2, 0.3]) for pa, pb in ((0.1, 0.2), (0.6, 0.2), (0.3, 0.7))]
+    ppl = [float(torch.exp(-p.log().mean())) for p in pooled]
+    assert wins[1] == (pytest.approx(min(ppl)), ppl.index(min(ppl))) and wins[1][1] == 2  # chain a alone: 1
+    assert protocol.best_windows([a], 2, 2)[1][1] == 1
+    assert protocol.best_windows([a], 2, 2) == protocol.best_windows(a, 2, 2)
+
+
+def test_chains_pool_their_windows_and_replicate_with_their_own_seeds():
+    """An SSL point with ``chains=2``: both chains (training seeds 0 and 1000) snapshot every
+    epoch, the window is chosen on their pooled mixture (at most ``ssl_max_snapshots // 2`` per
+    chain), and the ensemble holds both chains' window; its validation ppl is recomputed here
+    from the members. The replicate for training seed 1 trains chains 1 and 1001."""
+    s = protocol_split(make_texts(40, seed=1), T1=20, T2=10, num_train=14, num_val=8, num_test=8, seed=0)
+    grids = {"ssl": [dict(K=2, beta=0.1, hidden_size=8, dropout=0.0, num_particles=4, snapshot_every=1, chains=2)]}
+    fixed = {"test_particles": 20, "curve_particles": 10, "ssl_epochs": 3, "ssl_max_snapshots": 4}
+    fitted = {}
+    res = protocol.run_protocol(s, ["ssl"], scale="quick", seeds=(0, 1), filter_seeds=(0,), grids=grids, fixed=fixed,
+                                progress=False, fitted=fitted)
+    cand, chosen = res["models"]["ssl"]["candidates"][0], res["models"]["ssl"]["chosen"]
+    assert cand["chains"] == 2 and sorted(int(k) for k in cand["by_size"]) == [1, 2]
+    ens = fitted[("ssl", 0)]
+    assert len(ens.members) == 2 * chosen["snapshots"]
+    assert ens.epochs == chosen["snapshot_epochs"] * 2
+    assert [m.config.seed for m in ens.members] == [0] * chosen["snapshots"] + [1000] * chosen["snapshots"]
+    tokens, lengths, T1 = s.task("val")
+    lp = ens.token_log_probs(tokens, lengths, seed=0, num_particles=10)[:, T1:]
+    assert cand["val_ppl"] == pytest.approx(math.exp(-float(lp.sum()) / int((lengths - T1).sum())), rel=1e-9)
+    rep = fitted[("ssl", 1)]
+    assert [m.config.seed for m in rep.members] == [1] * chosen["snapshots"] + [1001] * chosen["snapshots"]
+    assert rep.epochs == chosen["snapshot_epochs"] * 2
