@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
+import os
+import sys
 from pathlib import Path
 
 import torch
 
-
-def mixture_perplexity(log_probs: list[torch.Tensor], scored: torch.Tensor) -> float:
-    """Perplexity of the equal-weight mixture of ``log_probs`` (each ``(B, W)``) over ``scored`` ``(B, W)``."""
-    mix = torch.logsumexp(torch.stack(log_probs), 0) - math.log(len(log_probs))
-    return round(math.exp(-float(mix[scored].sum()) / int(scored.sum())), 2)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from protocol import mixture_perplexity  # noqa: E402  (the protocol's own: log-probs are 0 at padding)
 
 
 def main(argv=None) -> int:
@@ -34,17 +32,20 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     runs = {f.stem: torch.load(f) for f in args.files}
     first = next(iter(runs.values()))
-    width = first["log_probs"].shape[-1]
-    scored = torch.arange(width)[None, :] < (first["lengths"] - first["T1"])[:, None]
+    n = int((first["lengths"] - first["T1"]).sum())
+
+    def ppl(lps):
+        return round(mixture_perplexity(lps, n), 2)
+
     for name, r in runs.items():
         print(json.dumps({"chains": [name], "epochs": r["epochs"], "members": len(r["log_probs"]),
-                          "val_ppl": mixture_perplexity(list(r["log_probs"]), scored)}))
+                          "val_ppl": ppl(list(r["log_probs"]))}))
     for k in range(2, len(runs) + 1):
         for combo in itertools.combinations(runs, k):
             every = [x for c in combo for x in runs[c]["log_probs"]]
             half = [x for c in combo for x in runs[c]["log_probs"][::k]]
-            print(json.dumps({"chains": list(combo), "members": len(every), "val_ppl": mixture_perplexity(every, scored),
-                              "thinned_members": len(half), "thinned_val_ppl": mixture_perplexity(half, scored)}))
+            print(json.dumps({"chains": list(combo), "members": len(every), "val_ppl": ppl(every),
+                              "thinned_members": len(half), "thinned_val_ppl": ppl(half)}))
     return 0
 
 

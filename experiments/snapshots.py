@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +25,9 @@ import torch
 
 import pyro_ssl
 from pyro_ssl.data import protocol_split, read_texts
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from protocol import mixture_perplexity  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "imdb_reviews_sample.csv"
 
@@ -51,9 +54,8 @@ def main(argv=None) -> int:
                      num_particles=args.particles)
     snaps: list[torch.Tensor] = []
 
-    def ppl(lps: list[torch.Tensor]) -> float:
-        mix = torch.logsumexp(torch.stack(lps), 0) - math.log(len(lps))
-        return round(math.exp(-float(mix[scored].sum()) / int(scored.sum())), 2)
+    def ppl(lps: list[torch.Tensor]) -> float:  # the protocol's mixture (log-probs are 0 at padding)
+        return round(mixture_perplexity(lps, int(scored.sum())), 2)
 
     t0 = time.perf_counter()
     m.fit(split.train, epochs=args.start, progress=False)
