@@ -161,7 +161,7 @@ class StochasticEM:
         # The collapsed E-step's proposals leave out the window (block) of each document decided
         # before them in their group; on a corpus of short documents a window is most of a
         # document, so groups of at most a quarter of the corpus keep that share small
-        # (tests/test_collapsed.py: acceptance 0.84 against 0.64-0.72 with one group of all 24).
+        # (on tests/test_collapsed.py's 24-document corpus: acceptance 0.84 against 0.64-0.72).
         self._collapsed_group = max(1, min(self.learning.batch_size, self.D // 4))
 
     # ------------------------------------------------------------------ storage
