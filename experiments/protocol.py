@@ -69,15 +69,15 @@ GRIDS: dict[str, dict[str, dict[str, list] | list[dict]]] = {
         "hmm": {"K": [10, 50], "beta": [0.03, 0.1, 0.3, 1.0], "restarts": [3]},
         "lstm": {"lr": [3e-3, 1e-2], "dropout": [0.2, 0.5], "hidden_size": [64]},
         "lda": {"K": [10, 50], "alpha": ["auto", "symmetric"], "eta": [None, 0.1]},
-        # the heuristic preset at the sizes that won the validation-only explorations, each with a
-        # snapshot every 5 epochs (one snapshot is among the choices); fit's exact default lost on
-        # validation at K = 10 and 100 in the 2026-12-03 run (docs/results_notes.md)
+        # the heuristic preset at K = 100 (K = 200 lost on validation in the 2026-12-03 run), each
+        # point two independent chains with a snapshot every 10 epochs, a window pooling at most 4 of
+        # each: the validation-only explorations of docs/results_notes.md (two chains' 8 members
+        # 81.3-83.5 against one chain's 85.2-89.8). fit's exact default lost on validation at K = 10
+        # and 100 (2026-12-03).
         "ssl": [dict(preset="heuristic", K=100, beta=0.03, hidden_size=64, dropout=0.2, num_particles=10,
-                     snapshot_every=5),
-                dict(preset="heuristic", K=200, beta=0.03, hidden_size=64, dropout=0.2, num_particles=10,
-                     snapshot_every=5),
+                     snapshot_every=10, chains=2),
                 dict(preset="heuristic", K=100, beta=0.03, hidden_size=64, dropout=0.2, num_particles=20,
-                     snapshot_every=5)],
+                     snapshot_every=10, chains=2)],
     },
     "quick": {
         "unigram": {"beta": [0.1, 1.0]},
@@ -426,7 +426,7 @@ def results_table(result: dict) -> str:
         def mc(key, d):
             return f" (MC sd {_f(row[key + '_mc_sd'], d)})" if row["model"] == "ssl" else ""
 
-        cells = [LABELS[row["model"]], _params(row["params"]) + _snapshots(row.get("snapshot_epochs")),
+        cells = [LABELS[row["model"]], _params(row["params"]) + _snapshots(row.get("snapshot_epochs"), row["params"]),
                  _f(row["epochs"], 0) if row["epochs"] else "–",
                  _f(row["val_ppl"]), _pm(row, "in_doc_ppl") + mc("in_doc_ppl", 2),
                  _pm(row, "unseen_ppl") + mc("unseen_ppl", 2), _pm(row, "heldout_ll", 4) + mc("heldout_ll", 5)]
@@ -434,13 +434,17 @@ def results_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _snapshots(epochs) -> str:
-    """The chosen snapshots, for the tables (empty for a single model)."""
+def _snapshots(epochs, params: dict | None = None) -> str:
+    """The chosen snapshots, for the tables (empty for a single model); with ``chains`` in the
+    grid point, the same epochs of every chain."""
     if not epochs:
         return ""
+    chains = int((params or {}).get("chains", 1))
+    of = f" of each of {chains} chains" if chains > 1 else ""
     if len(epochs) == 1:
-        return f"; one snapshot (epoch {epochs[0]})"
-    return f"; predictions averaged over {len(epochs)} snapshots (epochs {epochs[0]}, {epochs[1]}, ..., {epochs[-1]})"
+        return f"; {'one snapshot' if chains == 1 else f'{chains} snapshots'} (epoch {epochs[0]}{of})"
+    listed = f"{epochs[0]} and {epochs[1]}" if len(epochs) == 2 else f"{epochs[0]}, {epochs[1]}, ..., {epochs[-1]}"
+    return f"; predictions averaged over {len(epochs) * chains} snapshots (epochs {listed}{of})"
 
 
 def candidates_table(result: dict) -> str:
@@ -448,7 +452,7 @@ def candidates_table(result: dict) -> str:
     for model, r in result["models"].items():
         for c in r["candidates"]:
             mark = " **(chosen)**" if c["params"] == r["chosen"]["params"] else ""
-            lines.append(f"| {model} | {_params(c['params'])}{_snapshots(c.get('snapshot_epochs'))}{mark} | "
+            lines.append(f"| {model} | {_params(c['params'])}{_snapshots(c.get('snapshot_epochs'), c['params'])}{mark} | "
                          f"{_f(c['val_ppl'], 2)} | "
                          f"{_f(c.get('epochs'), 0) if c.get('epochs') else '–'} | {_f(c['train_seconds'], 1)} |")
     return "\n".join(lines)

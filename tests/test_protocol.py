@@ -301,3 +301,7 @@ def test_chains_pool_their_windows_and_replicate_with_their_own_seeds():
     rep = fitted[("ssl", 1)]
     assert [m.config.seed for m in rep.members] == [1] * chosen["snapshots"] + [1001] * chosen["snapshots"]
     assert rep.epochs == chosen["snapshot_epochs"] * 2
+    # the page counts every chain's members and says so
+    row = protocol.results_table(res).splitlines()[-1]
+    assert f"averaged over {2 * chosen['snapshots']} snapshots" in row or "2 snapshots (epoch" in row
+    assert "of each of 2 chains" in row
