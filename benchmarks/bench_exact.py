@@ -18,7 +18,10 @@ K = 50, H = 64, P = 10), one thread, one process. Three stochastic-EM runs share
 * ``exact_resample_every_step``: the default with resampling at every step inside the blocks
   (``block_resample_below=1``, the default before 2026-12-03's fourth session);
 * ``exact_b10s5``, ``exact_b14s7``: the default with blocks of 10 every 5 positions, or 14 every 7
-  (better mixing, more blocks).
+  (better mixing, more blocks);
+* ``exact_p20``: the default with 20 particles;
+* ``exact_s20``, ``exact_s20_p20``: blocks that do not overlap (20 every 20), with 10 or 20
+  particles (half the blocks; the particles cover each position once instead of twice).
 
 Each repeat runs one epoch of each, rotating which goes first, after one untimed epoch each.
 Printed: the median epoch seconds (E-step and M-step apart), and the ratios to the seed's
@@ -46,7 +49,10 @@ CONFIGS = {"seed": dict(preset="seed"), "heuristic": dict(preset="heuristic"),
            "exact_full_future": dict(warmup_epochs=0, block_lookahead="full"),
            "exact_resample_every_step": dict(warmup_epochs=0, block_resample_below=1.0),
            "exact_b10s5": dict(warmup_epochs=0, block_size=10, block_stride=5),
-           "exact_b14s7": dict(warmup_epochs=0, block_size=14, block_stride=7)}
+           "exact_b14s7": dict(warmup_epochs=0, block_size=14, block_stride=7),
+           "exact_p20": dict(warmup_epochs=0, num_particles=20),
+           "exact_s20": dict(warmup_epochs=0, block_stride=20),
+           "exact_s20_p20": dict(warmup_epochs=0, block_stride=20, num_particles=20)}
 
 
 def make(name: str, tokens, lengths, V: int):
@@ -56,7 +62,7 @@ def make(name: str, tokens, lengths, V: int):
     from pyro_ssl.model import TopicalSSL
 
     s = SEED_SIZE
-    cfg = SSLConfig.from_flat(K=s["K"], hidden_size=s["H"], num_particles=s["P"], seed=0, **CONFIGS[name])
+    cfg = SSLConfig.from_flat(**{"K": s["K"], "hidden_size": s["H"], "num_particles": s["P"], "seed": 0, **CONFIGS[name]})
     return StochasticEM(TopicalSSL(s["K"], V, hidden_size=s["H"]), TokenShard(tokens, lengths, V=V), cfg)
 
 

@@ -1,0 +1,90 @@
+"""How far each E-step kernel moves the paths from one trained state (issue 16's mixing bar).
+
+Fits fit's default on the seed's IMDB setup (200 reviews, first 100 tokens, V = 5000) for
+``--epochs`` epochs, then, from copies of that one state, runs ``--probe-epochs`` further epochs
+with each kernel setting and prints the update rate by position quintile (the share of
+documents whose topic at a position changed in a sweep), the collapsed step's acceptance and the
+epoch's seconds. Every setting starts from the same paths, counts and LSTM, so the differences
+are the kernels', not the training runs'. (``kernels_imdb.py`` instead trains each setting from
+scratch and scores it.)
+
+    OMP_NUM_THREADS=1 python benchmarks/mixing_probe.py --settings default heuristic s20_p20
+    python benchmarks/mixing_probe.py --quick      # 40 reviews, 2 training epochs (under 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+import pyro_ssl
+from pyro_ssl.data import completion_split, load_corpus
+
+IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "imdb_reviews_sample.csv"
+#: Kernel settings applied to the trained state (SSLConfig fields; the rest stay fit's defaults).
+SETTINGS = {
+    "default": {},
+    "heuristic": dict(kernel="ancestor", ancestor_lag=5, emission="leave_out"),
+    "b10s5": dict(block_size=10, block_stride=5),
+    "b14s7": dict(block_size=14, block_stride=7),
+    "p20": dict(num_particles=20),
+    "s20": dict(block_stride=20),
+    "s20_p20": dict(block_stride=20, num_particles=20),
+    "s20_p30": dict(block_stride=20, num_particles=30),
+    "b30s15": dict(block_size=30, block_stride=15),
+    "b30s15_p20": dict(block_size=30, block_stride=15, num_particles=20),
+    "b40s20_p20": dict(block_size=40, block_stride=20, num_particles=20),
+}
+
+
+def probe(model: pyro_ssl.SSL, setting: dict, epochs: int, data) -> list[dict]:
+    """``epochs`` epochs from a copy of ``model``'s state under ``setting``; one dict per epoch."""
+    m = copy.deepcopy(model)
+    em = m._em
+    em.config = em.config.replace(warmup_epochs=0, **setting)  # every probe epoch runs the setting's kernel
+    em.sampler, em.learning = em.config.sampler, em.config.learning
+    out = []
+    for _ in range(epochs):
+        e = em.run_epoch()
+        out.append({"quintiles": [round(q, 3) for q in e["update_rate_quintiles"]],
+                    "acceptance": None if e.get("acceptance_rate") is None else round(e["acceptance_rate"], 3),
+                    "seconds": round(e["seconds"], 2)})
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=IMDB)
+    p.add_argument("--K", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=30, help="training epochs of fit's default before probing")
+    p.add_argument("--probe-epochs", type=int, default=3)
+    p.add_argument("--docs", type=int, default=200)
+    p.add_argument("--settings", nargs="+", default=["default", "heuristic"], choices=sorted(SETTINGS))
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.docs, args.epochs, args.probe_epochs = 40, 2, 1
+    if not args.data.is_file():
+        print(f"no data at {args.data}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    corpus = load_corpus(args.data, vocab_size=5000)
+    split = completion_split(corpus, T1=100, T2=70, num_docs=args.docs, seed=0)
+    print(f"# load {os.getloadavg()[0]:.2f}", flush=True)
+    model = pyro_ssl.SSL(K=args.K, seed=args.seed).fit(split.train, epochs=args.epochs, progress=False)
+    for name in args.settings:
+        for i, e in enumerate(probe(model, SETTINGS[name], args.probe_epochs, split.train)):
+            print(json.dumps({"K": args.K, "seed": args.seed, "setting": name, "probe_epoch": i + 1, **e}), flush=True)
+    print(f"# load {os.getloadavg()[0]:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
