@@ -44,6 +44,10 @@ CONFIGS = {
     "default_ess50_b10s5": dict(block_resample_below=0.5, block_size=10, block_stride=5),
     "default_b14s7": dict(block_size=14, block_stride=7),
     "default_b16s8": dict(block_size=16, block_stride=8),
+    # conditional systematic resampling inside the blocks (fewer lineages die at each resampling)
+    "default_sys": dict(resampling="systematic"),
+    "default_sys_ess75": dict(resampling="systematic", block_resample_below=0.75),
+    "default_sys_ess100": dict(resampling="systematic", block_resample_below=1.0),
     "blocked": dict(kernel="blocked", emission="leave_out", warmup_epochs=0),
     "blocked_gibbs_global": dict(kernel="blocked", emission="global", phi_update="gibbs", warmup_epochs=0),
     "lag5_gibbs_global": dict(kernel="ancestor", emission="global", phi_update="gibbs", warmup_epochs=0),

@@ -40,6 +40,11 @@ SETTINGS = {
     "b30s15": dict(block_size=30, block_stride=15),
     "b30s15_p20": dict(block_size=30, block_stride=15, num_particles=20),
     "b40s20_p20": dict(block_size=40, block_stride=20, num_particles=20),
+    "sys": dict(resampling="systematic"),
+    "sys_s20": dict(resampling="systematic", block_stride=20),
+    "sys_b14s7": dict(resampling="systematic", block_size=14, block_stride=7),
+    "sys_ess75": dict(resampling="systematic", block_resample_below=0.75),
+    "sys_ess100": dict(resampling="systematic", block_resample_below=1.0),
 }
 
 

@@ -205,8 +205,8 @@ class SamplerConfig:
         "mix), an integer L (an approximation: the reference's future is truncated after L steps; "
         "benchmarks/lag_bias.py measures its drift), or 'full' (exact PGAS, cost quadratic in length)"
     )
-    resampling: str = _opt("multinomial", "resampling scheme of the conditional sweep (one that declares "
-                           "conditional=True in pyro_ssl.smc.resampling)")
+    resampling: str = _opt("multinomial", "resampling scheme of the conditional sweeps, plain and blocked (one "
+                           "with a conditional form in pyro_ssl.smc.resampling: 'multinomial' or 'systematic')")
     kernel: str = _opt("blocked", "E-step kernel after the warm-up: 'blocked' (exact blocked conditional SMC, "
                        "pyro_ssl.smc.blocked) or 'ancestor' (conditional SMC over whole documents with ancestor "
                        "sampling, see ancestor_lag)", choices=KERNELS)

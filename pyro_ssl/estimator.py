@@ -35,7 +35,7 @@ from .infer.svi import SVIConfig, train_svi
 from .model import TopicalSSL, length_mask, log_joint
 from .smc.blocked import blocked_csmc_sweep
 from .smc.csmc import csmc_sweep, particle_filter
-from .smc.resampling import get_resampler, inverse_cdf
+from .smc.resampling import conditional_schemes, get_resampler, inverse_cdf
 
 __all__ = ["SSL", "as_tokens", "register_front_end"]
 
@@ -221,7 +221,7 @@ class SSL(LanguageModel):
         if not resampler.conditional:
             raise ValueError(
                 f"resampling={resampler.name!r} cannot be conditioned on a reference path (particle Gibbs); "
-                "use 'multinomial' (the unconditional schemes serve the evaluation filter)"
+                f"use one of {conditional_schemes()} (the unconditional schemes serve the evaluation filter)"
             )
         self.device = check_device(device)
         self.dtype = check_dtype(dtype)

@@ -81,8 +81,11 @@ def test_block_grid_covers_every_position():
         block_starts(10, 3, 4)
 
 
-@pytest.mark.parametrize("future_lag,below", [(None, None), (0, None), (1, None), (None, 0.99), (1, 0.99)])
-def test_blocked_sweep_from_exact_draws_stays_exact(future_lag, below):
+@pytest.mark.parametrize("future_lag,below,resampling", [(None, None, "multinomial"), (0, None, "multinomial"),
+                                                         (1, None, "multinomial"), (None, 0.99, "multinomial"),
+                                                         (1, 0.99, "multinomial"), (1, None, "systematic"),
+                                                         (1, 0.5, "systematic")])
+def test_blocked_sweep_from_exact_draws_stays_exact(future_lag, below, resampling):
     """One blocked sweep from 256,000 exact posterior draws (independent chains, SE <= 0.001, so
     a marginal off by 0.005 fails), with the whole fixed future in the particles' weights or
     only its first ``future_lag`` positions and the Metropolis-Hastings correction for the rest.
@@ -99,7 +102,8 @@ def test_blocked_sweep_from_exact_draws_stays_exact(future_lag, below):
     for ref in start.split(64_000):
         c = ref.shape[0]
         new = blocked_csmc_sweep(prior, log_phi, x.expand(c, T), torch.full((c,), T), 3, ref, block_size=3, stride=2,
-                                 generator=g, future_lag=future_lag, resample_below=below).path
+                                 generator=g, future_lag=future_lag, resample_below=below,
+                                 resampling=resampling).path
         out.append(torch.nn.functional.one_hot(new, K).double())
         moved += int((new != ref).sum())
     oh = torch.cat(out)

@@ -40,14 +40,41 @@ def test_resampling_is_unbiased(name):
 
 def test_resamplers_declare_conditioning():
     assert RESAMPLERS["multinomial"].conditional
-    assert not RESAMPLERS["systematic"].conditional
+    assert RESAMPLERS["systematic"].conditional
     assert not RESAMPLERS["stratified"].conditional
     prior, log_phi = tiny_model()
     x = torch.randint(6, (2, 4))
     with pytest.raises(ValueError, match="does not support conditional"):
-        csmc_sweep(prior, log_phi, x, torch.tensor([4, 4]), 3, torch.zeros_like(x), resampling="systematic")
+        csmc_sweep(prior, log_phi, x, torch.tensor([4, 4]), 3, torch.zeros_like(x), resampling="stratified")
+    with pytest.raises(ValueError, match="no conditional form"):
+        RESAMPLERS["stratified"].conditioned(torch.zeros(1, 3), torch.rand(1, 3), torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match="unknown resampling"):
         get_resampler("residualx")
+
+
+@pytest.mark.parametrize("name", ["multinomial", "systematic"])
+def test_conditional_resampling_is_the_scheme_given_particle_zero(name):
+    """Drawing particle 0's ancestor ``k ~ W`` and then the rest given it must give the scheme's
+    own joint law: every particle's ancestor is marginally ``W`` (each slot's frequency, SE from
+    ``R`` independent draws), and for systematic every count of copies is ``floor`` or ``ceil`` of
+    ``P W_k``. Overwriting index 0 of an unconditioned comb fails the first check (slot 0 is then
+    ``W``, the comb's other slots are not), an unrotated comb the second (slot 1 is then never
+    below particle 0's)."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.tensor([0.43, 0.07, 0.3, 0.2, 0.0], dtype=torch.float64)
+    R, P = 40000, 5
+    r = get_resampler(name)
+    lw = w.log().expand(R, P)
+    k = torch.multinomial(w, R, replacement=True, generator=g)
+    a = r.conditioned(lw, torch.rand(R, r.num_uniforms(P), generator=g, dtype=torch.float64), k)
+    assert torch.equal(a[:, 0], k)
+    freq = torch.nn.functional.one_hot(a, P).double().mean(0)  # (slot, ancestor)
+    se = torch.sqrt(w * (1 - w) / R).clamp_min(1e-3)
+    assert ((freq - w).abs() <= Z_SIGMA * se).all(), freq
+    counts = torch.nn.functional.one_hot(a, P).sum(1)  # (R, ancestor)
+    if name == "systematic":
+        assert ((counts >= torch.floor(P * w)) & (counts <= torch.ceil(P * w))).all()
+    assert (counts[:, 4] == 0).all()
 
 
 # ---------------------------------------------------------------------------- evidence
@@ -198,8 +225,9 @@ def _chain_marginals(prior, log_phi, x, P, lag, start, sweeps, keep, seed=0, chu
     return per_chain.mean(0), per_chain.std(0) / math.sqrt(C), moved / (C * T)
 
 
-@pytest.mark.parametrize("P,lag", [(4, 0), (2, FULL_LAG)])
-def test_particle_gibbs_marginals_match_enumeration(P, lag):
+@pytest.mark.parametrize("P,lag,resampling", [(4, 0, "multinomial"), (2, FULL_LAG, "multinomial"),
+                                               (4, 0, "systematic"), (3, FULL_LAG, "systematic")])
+def test_particle_gibbs_marginals_match_enumeration(P, lag, resampling):
     """Particle Gibbs leaves p(z | x) invariant: marginals against enumeration of all 3^7 paths.
 
     Chains start from exact posterior draws, so every sweep of a correct kernel is exactly
@@ -218,7 +246,7 @@ def test_particle_gibbs_marginals_match_enumeration(P, lag):
     """
     prior, log_phi, x, paths, log_post, exact = _pg_problem()
     start = _exact_draws(paths, log_post, INVARIANCE_CHAINS, seed=1)
-    est, se, moved = _chain_marginals(prior, log_phi, x, P, lag, start, sweeps=1, keep=1)
+    est, se, moved = _chain_marginals(prior, log_phi, x, P, lag, start, sweeps=1, keep=1, resampling=resampling)
     assert float(se.max()) <= RESOLUTION  # the test's power
     z = (est - exact).abs() / se.clamp_min(1e-6)
     assert (z <= Z_SIGMA).all(), ((est - exact).abs().max(), z.max())
@@ -227,7 +255,8 @@ def test_particle_gibbs_marginals_match_enumeration(P, lag):
     assert moved > 0.05, moved
 
 
-def test_particle_gibbs_with_adaptive_resampling_matches_enumeration():
+@pytest.mark.parametrize("resampling", ["multinomial", "systematic"])
+def test_particle_gibbs_with_adaptive_resampling_matches_enumeration(resampling):
     """Conditional SMC that resamples only when the ESS falls below ``0.99 P`` (the blocked
     kernel's ``block_resample_below``; on this model the weights are nearly even, so this
     resamples at about a quarter of the steps) leaves ``p(z | x)`` invariant, at the same
@@ -235,7 +264,8 @@ def test_particle_gibbs_with_adaptive_resampling_matches_enumeration():
     session that added it; the weights not carried on where no resampling happens is one."""
     prior, log_phi, x, paths, log_post, exact = _pg_problem()
     start = _exact_draws(paths, log_post, INVARIANCE_CHAINS, seed=1)
-    est, se, moved = _chain_marginals(prior, log_phi, x, 4, 0, start, sweeps=1, keep=1, resample_below=0.99)
+    est, se, moved = _chain_marginals(prior, log_phi, x, 4, 0, start, sweeps=1, keep=1, resample_below=0.99,
+                                      resampling=resampling)
     assert float(se.max()) <= RESOLUTION
     z = (est - exact).abs() / se.clamp_min(1e-6)
     assert (z <= Z_SIGMA).all(), ((est - exact).abs().max(), z.max())

@@ -201,6 +201,7 @@ def blocked_csmc_sweep(
     future_lag: int | None = None,
     block_proposal=None,
     resample_below: float | None = None,
+    resampling: str = "multinomial",
 ) -> SweepResult:
     """One sweep of blocked conditional SMC over a batch of documents (exact; see module doc).
 
@@ -232,6 +233,8 @@ def blocked_csmc_sweep(
             :func:`~pyro_ssl.infer.collapsed.visit_order_log_emission`).
         resample_below: adaptive resampling inside the blocks (:func:`~pyro_ssl.smc.csmc.csmc_sweep`):
             resample only when the effective sample size falls below this fraction of ``P``.
+        resampling: the conditional resampling scheme inside the blocks
+            (:mod:`~pyro_ssl.smc.resampling`; ``"systematic"`` keeps more lineages alive).
     Returns:
         :class:`~pyro_ssl.smc.csmc.SweepResult` with ``path``; ``ess`` and ``num_ancestors``
         ``(B, T)`` are averaged over the blocks covering each position; ``log_Z`` and
@@ -292,7 +295,7 @@ def blocked_csmc_sweep(
 
         u = uniforms(i, s, block_len[idx], e - s, idx.cpu()) if uniforms is not None else None
         q = None if block_proposal is None else block_proposal(idx, s, e, zb)
-        res = csmc_sweep(prior, log_phi, x[idx, s:e], block_len[idx], P, zb[:, s:e], resampling="multinomial",
+        res = csmc_sweep(prior, log_phi, x[idx, s:e], block_len[idx], P, zb[:, s:e], resampling=resampling,
                          uniforms=u, generator=generator, diagnostics=True,
                          log_emission=log_emission[idx, s:e] if q is None else q.to(dtype), start=start,
                          final_log_potential=potential, resample_below=resample_below)

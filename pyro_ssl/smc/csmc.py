@@ -34,7 +34,7 @@ import torch
 from ..config import FULL_LAG
 from ..model import LSTMPrior, LSTMState, StepWeights, length_mask
 from ..runtime import hot_loop
-from .resampling import Resampler, get_resampler, inverse_cdf, search_cdf
+from .resampling import Resampler, conditional_schemes, get_resampler, inverse_cdf, search_cdf
 from .uniforms import GeneratorUniforms, UniformSource
 
 __all__ = ["SweepResult", "csmc_sweep", "particle_filter", "FULL_LAG"]
@@ -180,8 +180,8 @@ def csmc_sweep(
         num_particles: ``P`` (including the reference when there is one).
         reference: ``(B, T)`` long reference topic paths, or ``None`` for the plain particle
             filter.
-        resampling: scheme name from :data:`~pyro_ssl.smc.resampling.RESAMPLERS`; must declare
-            ``conditional=True`` when a reference is given.
+        resampling: scheme name from :data:`~pyro_ssl.smc.resampling.RESAMPLERS`; must be
+            ``conditional`` when a reference is given (``"multinomial"`` or ``"systematic"``).
         ancestor_lag: ``0`` disables ancestor sampling; an integer ``L > 0`` redraws the
             reference's ancestor at each step using ``L`` steps of its future prior
             probability (a truncation, exact when ``L`` reaches the document's end);
@@ -224,7 +224,7 @@ def csmc_sweep(
         if not resampler.conditional:
             raise ValueError(
                 f"resampling scheme {resampler.name!r} does not support conditional SMC; "
-                "use 'multinomial' when a reference path is given"
+                f"use one of {conditional_schemes()} when a reference path is given"
             )
         if reference.shape != x.shape:
             raise ValueError(f"reference shape {tuple(reference.shape)} != x shape {tuple(x.shape)}")
@@ -262,6 +262,7 @@ def csmc_sweep(
     # Particles live flattened as rows b * P + p, so reordering them is one index_select.
     offsets = (torch.arange(B, device=device) * P).unsqueeze(-1)  # (B, 1)
     identity = torch.arange(P, device=device).expand(B, P)
+    zero_index = torch.zeros(B, dtype=torch.long, device=device)  # the reference's own slot
     log_P = math.log(P)
     # Two host syncs per sweep instead of one per step: before the shortest document ends
     # every step is active (no masking); after the longest ends the look-ahead stops.
@@ -308,15 +309,18 @@ def csmc_sweep(
         if t == 0:
             a = identity
         else:
-            a = resampler(log_w, uniforms.resample(t, num_resample))
-            if reference is not None:
+            u_res = uniforms.resample(t, num_resample)
+            if reference is None:
+                a = resampler(log_w, u_res)
+            else:
                 if lag > 0:
                     look = _lookahead_log_prob(
                         prior, weights, state, log_pi.view(B, P, K), ref_rows, mask, t, min(t + lag, max_len), min_len
                     )
-                    a[:, 0] = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
+                    pinned = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
                 else:
-                    a[:, 0] = 0
+                    pinned = zero_index
+                a = resampler.conditioned(log_w, u_res, pinned)
             if resample_below is not None:  # documents whose weights are still even keep their particles
                 carry = ess[t - 1] >= float(resample_below) * P  # (B,)
                 a = torch.where(carry.unsqueeze(-1), identity, a)

@@ -3,11 +3,25 @@
 Every draw the samplers make is an inverse-CDF lookup of uniforms (:func:`inverse_cdf`); a
 resampling scheme is only the way it turns raw uniforms into the ``P`` sorted-or-not points
 that are looked up. Each scheme also declares whether *conditional* SMC may use it, where
-particle 0 is pinned to the reference: multinomial resampling can (the other ``P - 1``
-ancestors are i.i.d. draws, so pinning one index leaves the conditional law right);
-systematic and stratified resampling cannot be conditioned by simply pinning index 0 (Chopin
-and Singh 2015), so they serve the unconditional filter, where their lower variance helps
-evaluation.
+particle 0 is pinned to the reference, and how: :meth:`Resampler.conditional` draws every
+ancestor given that particle 0's is a pinned index (the reference's own, or the one ancestor
+sampling chose).
+
+* **multinomial**: the other ``P - 1`` ancestors are i.i.d. draws, so pinning index 0 leaves
+  the conditional law right.
+* **systematic**: one comb of ``P`` evenly spaced points, rotated so that point ``p`` goes to
+  particle ``p``: the points are ``frac(v + p / P)`` with ``v`` uniform on ``[0, 1)``. Each
+  particle's ancestor is then marginally a draw from the weights, and the scheme is unchanged
+  in law when the weights' or the particles' order is turned cyclically (the comb lives on a
+  circle), the conditions conditional SMC needs (Chopin and Singh 2015; Andrieu, Lee and Vihola
+  2018). Conditioned on particle 0's ancestor being ``k``, ``v`` is uniform on ``k``'s stretch
+  of the CDF, and the rest of the comb follows: not the same as drawing the comb and
+  overwriting index 0, which is wrong. Every particle gets ``floor`` or ``ceil`` of ``P W_k``
+  copies of ancestor ``k``, so fewer lineages die at each resampling than with multinomial
+  draws. Without a reference the filter uses the unrotated comb ``(u + p) / P`` (the same
+  points, sorted).
+* **stratified**: one point per stratum; no conditional form is implemented, so it serves the
+  unconditional filter only, where its lower variance helps evaluation.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Resampler", "RESAMPLERS", "get_resampler", "inverse_cdf", "search_cdf"]
+__all__ = ["Resampler", "RESAMPLERS", "conditional_schemes", "get_resampler", "inverse_cdf", "search_cdf"]
 
 
 def search_cdf(cdf: torch.Tensor, u: torch.Tensor, total: torch.Tensor | None = None) -> torch.Tensor:
@@ -54,28 +68,67 @@ def _strata(u: torch.Tensor, P: int) -> torch.Tensor:
     return (u + torch.arange(P, device=u.device, dtype=u.dtype)) / P
 
 
+def _pin_multinomial(cdf: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor) -> torch.Tensor:
+    a = search_cdf(cdf, u)
+    a[:, 0] = pinned
+    return a
+
+
+def _pin_systematic(cdf: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor) -> torch.Tensor:
+    # v uniform on the pinned ancestor's stretch [C_{k-1}, C_k) of the normalised CDF, then the
+    # comb frac(v + p / P): point 0 falls in k's stretch, so particle 0's ancestor is k.
+    P = cdf.shape[-1]
+    total = cdf[:, -1:]
+    hi = cdf.gather(-1, pinned.unsqueeze(-1))
+    lo = torch.where(pinned.unsqueeze(-1) > 0, cdf.gather(-1, (pinned - 1).clamp_min(0).unsqueeze(-1)), 0.0)
+    v = (lo + u.to(cdf.dtype) * (hi - lo)) / total  # (B, 1)
+    points = torch.frac(v + torch.arange(P, device=cdf.device, dtype=cdf.dtype) / P)
+    a = search_cdf(cdf, points, total)
+    a[:, 0] = pinned  # round-off at the stretch's ends must not move the reference
+    return a
+
+
 @dataclass(frozen=True)
 class Resampler:
     """A named scheme: how many uniforms it takes per document, how it spreads them, and
-    whether conditional SMC may use it.
+    whether (and how) conditional SMC may use it.
 
-    ``resampler(log_weights (B, P), u (B, num_uniforms(P)))`` -> ancestors ``(B, P)``.
+    ``resampler(log_weights (B, P), u (B, num_uniforms(P)))`` -> ancestors ``(B, P)``;
+    ``resampler.conditional(log_weights, u, pinned (B,))`` -> ancestors with ``a[:, 0] = pinned``,
+    drawn from the scheme's law given that (``None`` where no conditional form exists).
     """
 
     name: str
     num_uniforms: Callable[[int], int]
     points: Callable[[torch.Tensor, int], torch.Tensor]
-    conditional: bool
+    pin: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def conditional(self) -> bool:
+        """Whether conditional SMC (particle Gibbs) may use this scheme."""
+        return self.pin is not None
 
     def __call__(self, log_weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return inverse_cdf(log_weights, self.points(u, log_weights.shape[-1]))
 
+    def conditioned(self, log_weights: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor) -> torch.Tensor:
+        """Ancestors ``(B, P)`` given particle 0's ancestor ``pinned`` ``(B,)`` long; ``u`` as for a call."""
+        if self.pin is None:
+            raise ValueError(f"resampling scheme {self.name!r} has no conditional form")
+        w = log_weights - log_weights.amax(-1, keepdim=True)
+        return self.pin(w.exp_().cumsum_(-1), u, pinned)
+
 
 RESAMPLERS: dict[str, Resampler] = {
-    "multinomial": Resampler("multinomial", lambda P: P, _iid, conditional=True),
-    "systematic": Resampler("systematic", lambda P: 1, _strata, conditional=False),
-    "stratified": Resampler("stratified", lambda P: P, _strata, conditional=False),
+    "multinomial": Resampler("multinomial", lambda P: P, _iid, _pin_multinomial),
+    "systematic": Resampler("systematic", lambda P: 1, _strata, _pin_systematic),
+    "stratified": Resampler("stratified", lambda P: P, _strata),
 }
+
+
+def conditional_schemes() -> list[str]:
+    """Names of the schemes conditional SMC may use."""
+    return sorted(name for name, r in RESAMPLERS.items() if r.conditional)
 
 
 def get_resampler(scheme: str | Resampler) -> Resampler:
