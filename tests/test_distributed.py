@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from exact import enumerate_paths, exact_marginals
 from pyro_ssl.smc import FULL_LAG, csmc_sweep, particle_filter
 from pyro_ssl.smc.resampling import inverse_cdf
 from pyro_ssl.smc.uniforms import KeyedUniforms, mix_key

@@ -6,8 +6,6 @@ measured in a fresh process (peak RSS); ``benchmarks/memory.py`` measures whole 
 at 5,000 / 20,000 / 100,000 tokens.
 """
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 

@@ -7,9 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 
-import pyro_ssl
 from pyro_ssl import SSL
 from pyro_ssl.cli import main
 from pyro_ssl.report import comparison_rows, write_report

@@ -6,8 +6,6 @@ any expensive work. ``docs/reliability.md`` lists the same table.
 """
 
 import math
-import os
-import subprocess
 import sys
 import time
 
