@@ -197,7 +197,7 @@ def test_two_gloo_processes_match_ssl_fit_in_one_process(tmp_path, extra):
     from pyro_ssl.io import CHECKPOINT_FILE
 
     docs = _corpus()
-    data = write_ondisk(docs, tmp_path / "corpus", V=15)
+    write_ondisk(docs, tmp_path / "corpus", V=15)  # the workers read it
     one = SSL(dtype=torch.float64, **dict(SETTINGS, **extra)).fit(docs, vocab_size=15, progress=False)
     assert len(one.history) == 3
     ckpt = tmp_path / "ckpt"
