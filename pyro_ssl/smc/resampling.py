@@ -3,7 +3,7 @@
 Every draw the samplers make is an inverse-CDF lookup of uniforms (:func:`inverse_cdf`); a
 resampling scheme is only the way it turns raw uniforms into the ``P`` sorted-or-not points
 that are looked up. Each scheme also declares whether *conditional* SMC may use it, where
-particle 0 is pinned to the reference, and how: :meth:`Resampler.conditional` draws every
+particle 0 is pinned to the reference, and how: :meth:`Resampler.conditioned` draws every
 ancestor given that particle 0's is a pinned index (the reference's own, or the one ancestor
 sampling chose).
 
