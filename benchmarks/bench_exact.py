@@ -54,7 +54,12 @@ CONFIGS = {"seed": dict(preset="seed"), "heuristic": dict(preset="heuristic"),
            "exact_s20": dict(warmup_epochs=0, block_stride=20),
            "exact_s20_p20": dict(warmup_epochs=0, block_stride=20, num_particles=20),
            "exact_sys": dict(warmup_epochs=0, resampling="systematic"),
-           "exact_sys_ess75": dict(warmup_epochs=0, resampling="systematic", block_resample_below=0.75)}
+           "exact_sys_ess75": dict(warmup_epochs=0, resampling="systematic", block_resample_below=0.75),
+           "exact_p15": dict(warmup_epochs=0, num_particles=15),
+           "exact_sys_p15": dict(warmup_epochs=0, resampling="systematic", num_particles=15),
+           "exact_sys_b16s8": dict(warmup_epochs=0, resampling="systematic", block_size=16, block_stride=8),
+           "exact_sys_b14s7": dict(warmup_epochs=0, resampling="systematic", block_size=14, block_stride=7),
+           "exact_p20_look2": dict(warmup_epochs=0, num_particles=20, block_lookahead=2)}
 
 
 def make(name: str, tokens, lengths, V: int):

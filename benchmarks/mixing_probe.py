@@ -45,6 +45,11 @@ SETTINGS = {
     "sys_b14s7": dict(resampling="systematic", block_size=14, block_stride=7),
     "sys_ess75": dict(resampling="systematic", block_resample_below=0.75),
     "sys_ess100": dict(resampling="systematic", block_resample_below=1.0),
+    "p15": dict(num_particles=15),
+    "sys_p15": dict(resampling="systematic", num_particles=15),
+    "sys_b16s8": dict(resampling="systematic", block_size=16, block_stride=8),
+    "p20_look2": dict(num_particles=20, block_lookahead=2),
+    "sys_s20_p20": dict(resampling="systematic", block_stride=20, num_particles=20),
 }
 
 
