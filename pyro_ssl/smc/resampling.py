@@ -52,11 +52,16 @@ def inverse_cdf(log_weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Draws ``(..., n)`` from unnormalised ``log_weights`` ``(..., K)`` by inverse CDF of ``u`` ``(..., n)``.
 
     ``-inf`` weights are never drawn. I.i.d. ``u`` gives i.i.d. categorical draws. Shifting by
-    the row max before ``exp`` keeps the CDF accurate in float32. (The shifted copy is
-    exponentiated and summed in place: the same numbers, two allocations fewer per draw.)
+    the row max before ``exp`` keeps the CDF accurate in float32 (:func:`weights_cdf`).
     """
+    return search_cdf(weights_cdf(log_weights), u)
+
+
+def weights_cdf(log_weights: torch.Tensor) -> torch.Tensor:
+    """The unnormalised CDF ``(..., K)`` of ``log_weights``, shifted by the row max before ``exp``
+    (accurate in float32; the shifted copy is exponentiated and summed in place)."""
     w = log_weights - log_weights.amax(-1, keepdim=True)
-    return search_cdf(w.exp_().cumsum_(-1), u)
+    return w.exp_().cumsum_(-1)
 
 
 def _iid(u: torch.Tensor, P: int) -> torch.Tensor:
@@ -79,8 +84,9 @@ def _pin_systematic(cdf: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor) ->
     # comb frac(v + p / P): point 0 falls in k's stretch, so particle 0's ancestor is k.
     P = cdf.shape[-1]
     total = cdf[:, -1:]
-    hi = cdf.gather(-1, pinned.unsqueeze(-1))
-    lo = torch.where(pinned.unsqueeze(-1) > 0, cdf.gather(-1, (pinned - 1).clamp_min(0).unsqueeze(-1)), 0.0)
+    edges = torch.nn.functional.pad(cdf, (1, 0))  # (B, P + 1): C_{k-1} at k, C_k at k + 1
+    k = pinned.unsqueeze(-1)
+    lo, hi = edges.gather(-1, k), edges.gather(-1, k + 1)
     v = (lo + u.to(cdf.dtype) * (hi - lo)) / total  # (B, 1)
     points = torch.frac(v + torch.arange(P, device=cdf.device, dtype=cdf.dtype) / P)
     a = search_cdf(cdf, points, total)
@@ -94,8 +100,8 @@ class Resampler:
     whether (and how) conditional SMC may use it.
 
     ``resampler(log_weights (B, P), u (B, num_uniforms(P)))`` -> ancestors ``(B, P)``;
-    ``resampler.conditional(log_weights, u, pinned (B,))`` -> ancestors with ``a[:, 0] = pinned``,
-    drawn from the scheme's law given that (``None`` where no conditional form exists).
+    ``resampler.conditioned(log_weights, u, pinned (B,))`` -> ancestors with ``a[:, 0] = pinned``,
+    drawn from the scheme's law given that (``pin`` is ``None`` where no conditional form exists).
     """
 
     name: str
@@ -115,8 +121,7 @@ class Resampler:
         """Ancestors ``(B, P)`` given particle 0's ancestor ``pinned`` ``(B,)`` long; ``u`` as for a call."""
         if self.pin is None:
             raise ValueError(f"resampling scheme {self.name!r} has no conditional form")
-        w = log_weights - log_weights.amax(-1, keepdim=True)
-        return self.pin(w.exp_().cumsum_(-1), u, pinned)
+        return self.pin(weights_cdf(log_weights), u, pinned)
 
 
 RESAMPLERS: dict[str, Resampler] = {
