@@ -20,6 +20,9 @@ K = 50, H = 64, P = 10, one thread. Measurements:
   start, lag 0, global emissions, one minibatch of all documents, 1 M-step);
 * ``epoch, fit defaults``: one ``run_epoch`` with ``fit``'s learning settings (lag 5,
   leave-out emissions, minibatches of 50 with 5 M-steps each, ``init="smc"``);
+* ``epoch, exact default`` (only with ``--only ...,epoch_exact``; revisions with ``SSLConfig``):
+  one ``run_epoch`` of fit's exact kernel after its warm-up (blocked CSMC, blocks of 20 every 10,
+  look-ahead 5, adaptive resampling below 0.5, collapsed emissions), pinned;
 
 and, from the epochs' history entries, their E-step and M-step seconds, and the time of
 ``initialize()``. Every child warms up first (one untimed sweep, or one epoch of a small
@@ -65,13 +68,20 @@ DEFAULT_EPOCH = dict(num_particles=10, ancestor_lag=5, init="smc", emission="lea
                      mstep_iters=5, init_steps=0, sweeps_per_epoch=1)
 """``fit``'s learning defaults (as of both ae7a99e and the refactor), pinned."""
 
+EXACT_EPOCH = dict(warmup_epochs=0, kernel="blocked", emission="collapsed", num_particles=10, block_size=20,
+                   block_stride=10, block_lookahead=5, block_resample_below=0.5, resampling="multinomial",
+                   batch_size=50, mstep_iters=5, init_steps=0, sweeps_per_epoch=1)
+"""``fit``'s exact default after its warm-up (as of 2026-12-04), pinned; needs the ``SSLConfig`` API."""
+
 KINDS = {
     "sweep": "sweep (csmc_sweep, lag 0)",
     "epoch_seed": "epoch, seed algorithm",
     "epoch_defaults": "epoch, fit defaults",
+    "epoch_exact": "epoch, exact default",
 }
 REPORTED = ("num_particles", "ancestor_lag", "init", "emission", "batch_size", "mstep_iters", "resampling",
-            "phi_update", "sweeps_per_epoch", "init_steps")
+            "phi_update", "sweeps_per_epoch", "init_steps", "kernel", "block_size", "block_stride",
+            "block_lookahead", "block_resample_below")
 WARM_DOCS = 50
 
 
@@ -150,7 +160,9 @@ def measure(kind, inner, new_api, SSLConfig, StochasticEM, TopicalSSL, random_lo
             out["cpu"].append(c)
         out["settings"] = {"num_particles": P, "ancestor_lag": 0, "resampling": "multinomial"}
     else:
-        settings = SEED_EPOCH if kind == "epoch_seed" else DEFAULT_EPOCH
+        settings = {"epoch_seed": SEED_EPOCH, "epoch_defaults": DEFAULT_EPOCH, "epoch_exact": EXACT_EPOCH}[kind]
+        if kind == "epoch_exact" and not new_api:
+            raise SystemExit("epoch_exact needs a revision with pyro_ssl.config.SSLConfig (the exact kernel)")
 
         def make(tok, n, seed):
             model = TopicalSSL(K, V, hidden_size=H)
@@ -268,7 +280,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per measurement and revision")
     p.add_argument("--inner", default=None,
                    help="timed calls per child after its warm-up (default 3 for the sweep, 1 per epoch; 1 with --quick)")
-    p.add_argument("--only", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS))
+    p.add_argument("--only", default="sweep,epoch_seed,epoch_defaults",
+                   help="comma-separated subset of " + ",".join(KINDS) + " (epoch_exact: revisions with the exact kernel)")
     p.add_argument("--quick", action="store_true",
                    help="2 repeats, one timed call each, the three measurements of a revision in one process "
                         "(under 2 minutes)")

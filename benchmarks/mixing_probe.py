@@ -50,6 +50,11 @@ SETTINGS = {
     "sys_b16s8": dict(resampling="systematic", block_size=16, block_stride=8),
     "p20_look2": dict(num_particles=20, block_lookahead=2),
     "sys_s20_p20": dict(resampling="systematic", block_stride=20, num_particles=20),
+    "p20_s15": dict(num_particles=20, block_stride=15),
+    "sys_p20_s15": dict(resampling="systematic", num_particles=20, block_stride=15),
+    "sys_p15_s15": dict(resampling="systematic", num_particles=15, block_stride=15),
+    "sys_p20_b24s16": dict(resampling="systematic", num_particles=20, block_size=24, block_stride=16),
+    "sys_p20_look2": dict(resampling="systematic", num_particles=20, block_lookahead=2),
 }
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import torch
 
-from ..model import LSTMPrior, LSTMState
+from ..model import LSTMPrior, LSTMState, StepWeights
 from ..runtime import hot_loop
 from .csmc import SweepResult, csmc_sweep
 
@@ -71,7 +71,7 @@ def block_starts(T: int, block_size: int, stride: int) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, future: torch.Tensor,
-                    mask: torch.Tensor) -> torch.Tensor:
+                    mask: torch.Tensor, weights: StepWeights | None = None) -> torch.Tensor:
     """``sum_s log p(future_s | ...)`` from each row's LSTM ``state`` after it consumed ``z_last``'s
     predecessor: the row feeds ``z_last, future_0, future_1, ...`` and scores ``future``.
 
@@ -79,21 +79,25 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
         state: ``(N, H)`` states that produced the row's last distribution (before ``z_last``).
         z_last: ``(N,)`` the row's last topic.
         future: ``(N, F)`` the fixed future topics; mask ``(N, F)`` its real positions.
+        weights: optional :meth:`~pyro_ssl.model.LSTMPrior.step_weights` (computed when omitted).
     Returns:
         ``(N,)``; 0 for rows without a future.
     """
     N, F = future.shape
     if F == 0:
         return torch.zeros(N, device=future.device, dtype=prior.dtype)
-    # Resampled copies share a state, and often their last topic too: run each distinct
-    # (state, last topic, future) once. Same numbers, fewer rows through the LSTM.
-    key = torch.cat([state.h, z_last.unsqueeze(-1).to(state.h.dtype), future.to(state.h.dtype)], dim=-1)
-    _, first, inverse = _unique_rows(key)
-    h, c = state.h[first], state.c[first]
-    fut, m = future[first], mask[first]
-    inputs = torch.cat([z_last[first].unsqueeze(1), fut[:, :-1]], dim=1)
-    logp, _ = prior.continuation_log_prob(LSTMState(h, c), inputs, fut)
-    return logp.masked_fill(~m, 0.0).sum(-1)[inverse]
+    # The particle sweep's own step, not torch.lstm: these are hundreds of rows over a few
+    # positions, where oneDNN's LSTM cost about twice as much (it rebuilds its kernel for every
+    # new row count). Rows are not deduplicated: with adaptive resampling a block's final
+    # particles are almost never copies (at the seed size 39,963 distinct of 40,000), and the
+    # search for copies cost more than it saved. (benchmarks/bench_exact.py, issue 13)
+    w = prior.step_weights() if weights is None else weights
+    z, total = z_last, torch.zeros(N, device=future.device, dtype=prior.dtype)
+    for f in range(F):
+        log_pi, state = prior.step(z, state, w)
+        z = future[:, f]
+        total += log_pi.gather(-1, z.unsqueeze(-1)).squeeze(-1).masked_fill(~mask[:, f], 0.0)
+    return total
 
 
 REST_WINDOW = 256
@@ -172,14 +176,6 @@ class _CurrentTail:
         self._pending = None
         kept = keep[changed]
         self.lp[rows[kept], s:end] = lp[kept]
-
-
-def _unique_rows(key: torch.Tensor):
-    """``(unique rows, index of each unique row's first occurrence, inverse)`` of ``key`` ``(N, D)``."""
-    uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
-    first = torch.full((uniq.shape[0],), key.shape[0], dtype=torch.long, device=key.device)
-    first.scatter_reduce_(0, inverse, torch.arange(key.shape[0], device=key.device), reduce="amin")
-    return uniq, first, inverse
 
 
 @torch.no_grad()
@@ -291,7 +287,7 @@ def blocked_csmc_sweep(
             Bi = future.shape[0]
             f = future.repeat_interleave(P, 0)
             m = fmask.repeat_interleave(P, 0)
-            return future_log_prob(prior, state, z_last, f, m).view(Bi, P)
+            return future_log_prob(prior, state, z_last, f, m, weights).view(Bi, P)
 
         u = uniforms(i, s, block_len[idx], e - s, idx.cpu()) if uniforms is not None else None
         q = None if block_proposal is None else block_proposal(idx, s, e, zb)
