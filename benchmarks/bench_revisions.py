@@ -38,6 +38,9 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_revisions.py --base ae7a99e              # ~5 minutes
     OMP_NUM_THREADS=1 python benchmarks/bench_revisions.py --base ae7a99e --quick      # under 2 minutes
     python benchmarks/bench_revisions.py --base ae7a99e --new HEAD --repeats 7 --json out.json
+    # the default when issue 16 was filed (ae7a99e) against an exact setting of this tree, one row:
+    OMP_NUM_THREADS=1 python benchmarks/bench_revisions.py --base ae7a99e --compare epoch_defaults:epoch_exact \
+        --exact-settings '{"num_particles": 20}'
 
 ``--base`` (and ``--new``, default: this working tree, uncommitted changes included) are git
 revisions; a temporary ``git worktree`` is created for each and removed at the end.
@@ -94,7 +97,7 @@ def _timed(fn):
     return r, _t.perf_counter() - w0, _t.process_time() - c0
 
 
-def child(kinds: list[str], inner: dict, expect_root: str) -> list[dict]:
+def child(kinds: list[str], inner: dict, expect_root: str, exact: dict | None = None) -> list[dict]:
     """Measurements ``kinds`` in this (fresh) process, against whichever ``pyro_ssl`` is on the path."""
     import torch
 
@@ -123,7 +126,7 @@ def child(kinds: list[str], inner: dict, expect_root: str) -> list[dict]:
     from pyro_ssl.model import TopicalSSL
 
     outs = [measure(kind, inner[kind], new_api, SSLConfig, StochasticEM, TopicalSSL, random_log_phi,
-                    synthetic_corpus, root) for kind in kinds]
+                    synthetic_corpus, root, exact or {}) for kind in kinds]
     stray = sorted({os.path.abspath(m.__file__) for name, m in list(sys.modules.items())
                     if name.split(".")[0] == "pyro_ssl" and getattr(m, "__file__", None)
                     and not os.path.abspath(m.__file__).startswith(os.path.join(root, ""))})
@@ -132,7 +135,8 @@ def child(kinds: list[str], inner: dict, expect_root: str) -> list[dict]:
     return outs
 
 
-def measure(kind, inner, new_api, SSLConfig, StochasticEM, TopicalSSL, random_log_phi, synthetic_corpus, root):
+def measure(kind, inner, new_api, SSLConfig, StochasticEM, TopicalSSL, random_log_phi, synthetic_corpus, root,
+            exact: dict):
     import torch
 
     s = SEED_SIZE
@@ -160,7 +164,7 @@ def measure(kind, inner, new_api, SSLConfig, StochasticEM, TopicalSSL, random_lo
             out["cpu"].append(c)
         out["settings"] = {"num_particles": P, "ancestor_lag": 0, "resampling": "multinomial"}
     else:
-        settings = {"epoch_seed": SEED_EPOCH, "epoch_defaults": DEFAULT_EPOCH, "epoch_exact": EXACT_EPOCH}[kind]
+        settings = {"epoch_seed": SEED_EPOCH, "epoch_defaults": DEFAULT_EPOCH, "epoch_exact": {**EXACT_EPOCH, **exact}}[kind]
         if kind == "epoch_exact" and not new_api:
             raise SystemExit("epoch_exact needs a revision with pyro_ssl.config.SSLConfig (the exact kernel)")
 
@@ -209,10 +213,10 @@ def _describe(path: str) -> str:
     return (rev[:70] + ("..." if len(rev) > 70 else "")) + (" + uncommitted changes in pyro_ssl/" if dirty else "")
 
 
-def run_child(kinds: list[str], root: str, inner: dict, timeout: float) -> list[dict]:
+def run_child(kinds: list[str], root: str, inner: dict, timeout: float, exact: dict | None = None) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, os.path.abspath(__file__), "--child", ",".join(kinds), "--inner", json.dumps(inner),
-           "--root", root]
+           "--root", root, "--exact-settings", json.dumps(exact or {})]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -245,6 +249,8 @@ def summarise(results: dict, repeats_done: int) -> str:
         if kind not in results:
             continue
         old, new = results[kind]["old"], results[kind]["new"]
+        if old and old[0]["kind"] != kind:
+            title = f"{KINDS[old[0]['kind']]} (old) vs {title} (new)"
         n = min(len(old), len(new))
         old, new = old[:n], new[:n]
         if not n:
@@ -289,19 +295,32 @@ def main(argv=None):
                    help="run a revision's measurements of one repeat in one process (fewer start-ups)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per child")
     p.add_argument("--json", help="also write every measurement here")
+    p.add_argument("--exact-settings", default="{}", help="JSON settings over the exact default's for epoch_exact, "
+                   "e.g. '{\"num_particles\": 20}'")
+    p.add_argument("--compare", metavar="OLD_KIND:NEW_KIND",
+                   help="one row: the old revision's OLD_KIND against the new revision's NEW_KIND (e.g. "
+                        "epoch_defaults:epoch_exact, the default when an issue was filed against today's exact kernel)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         kinds = args.child.split(",")
         inner = json.loads(args.inner) if args.inner else {}
-        print("RESULT " + json.dumps(child(kinds, {k: inner.get(k, 1) for k in kinds}, args.root)))
+        print("RESULT " + json.dumps(child(kinds, {k: inner.get(k, 1) for k in kinds}, args.root,
+                                           json.loads(args.exact_settings))))
         return 0
     if not args.base:
         p.error("--base REV is required")
     if args.quick:
         args.repeats, args.grouped = 2, True
     kinds = [k for k in args.only.split(",") if k]
+    run_as = {"old": {}, "new": {}}  # the kind each revision runs for a row (``--compare``)
+    if args.compare:
+        old_kind, _, new_kind = args.compare.partition(":")
+        kinds, run_as["old"] = [new_kind], {new_kind: old_kind}
+        if old_kind not in KINDS:
+            p.error(f"unknown measurement {old_kind!r}; choose from {list(KINDS)}")
+    exact = json.loads(args.exact_settings)
     unknown = set(kinds) - set(KINDS)
     if unknown:
         p.error(f"unknown measurement(s) {sorted(unknown)}; choose from {list(KINDS)}")
@@ -333,8 +352,11 @@ def main(argv=None):
             order = ("old", "new") if r % 2 == 0 else ("new", "old")
             for group in [kinds] if args.grouped else [[k] for k in kinds]:
                 for label in order:
-                    for out in run_child(group, roots[label], {k: inner[k] for k in group}, args.timeout):
-                        results[out["kind"]][label].append(out)
+                    ran = [run_as[label].get(k, k) for k in group]
+                    outs = run_child(ran, roots[label], {run_as[label].get(k, k): inner[k] for k in group},
+                                     args.timeout, exact)
+                    for k, out in zip(group, outs):
+                        results[k][label].append(out)
                         print(f"  repeat {r + 1}/{args.repeats} {KINDS[out['kind']]:<26} {label} ({out['api']}): "
                               f"wall {_med(out['wall']):.3f} s, CPU {_med(out['cpu']):.3f} s  "
                               f"[load {out['load_before']}]", flush=True)

@@ -1,11 +1,14 @@
 """Where a seed-size epoch spends its time: torch.profiler operator table and cProfile.
 
 One ``StochasticEM.run_epoch`` of the seed's algorithm (200 x 100, P = 10, K = 50, H = 64,
-V = 5000, one minibatch of 200, one M-step), after a warm-up epoch, on one thread.
+V = 5000, one minibatch of 200, one M-step), after a warm-up epoch, on one thread; or, with
+``--config NAME``, the epoch of one of ``bench_exact.py``'s settings (``exact``: fit's exact
+default after its warm-up; ``heuristic``; ``exact_p20``; ...).
 
 Usage::
 
     python benchmarks/profile_epoch.py [--rows 20] [--threads 1] [--quick]   # --quick: the operator table only
+    OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --config exact --rows 40
 """
 
 from __future__ import annotations
@@ -30,17 +33,23 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="the torch.profiler table only (no cProfile epoch)")
+    p.add_argument("--config", help="profile this bench_exact.py setting instead of the seed's algorithm")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     s = SEED_SIZE
     torch.manual_seed(0)
     tokens, lengths = synthetic_corpus(s["D"], s["T"], s["V"])
-    em = stochastic_em(
-        TopicalSSL(s["K"], s["V"], hidden_size=s["H"]),
-        tokens,
-        lengths,
-        em_config(K=s["K"], num_particles=s["P"], batch_size=s["D"], mstep_iters=1, seed=0, **SEED_ALGORITHM),
-    )
+    if args.config:
+        from bench_exact import make
+
+        em = make(args.config, tokens, lengths, s["V"])
+    else:
+        em = stochastic_em(
+            TopicalSSL(s["K"], s["V"], hidden_size=s["H"]),
+            tokens,
+            lengths,
+            em_config(K=s["K"], num_particles=s["P"], batch_size=s["D"], mstep_iters=1, seed=0, **SEED_ALGORITHM),
+        )
     em.run_epoch()  # warm-up (initialisation, first-call costs)
     print(machine_line(args.threads))
     from torch.profiler import ProfilerActivity, profile
