@@ -21,7 +21,10 @@ K = 50, H = 64, P = 10), one thread, one process. Three stochastic-EM runs share
   (better mixing, more blocks);
 * ``exact_p20``: the default with 20 particles;
 * ``exact_s20``, ``exact_s20_p20``: blocks that do not overlap (20 every 20), with 10 or 20
-  particles (half the blocks; the particles cover each position once instead of twice).
+  particles (half the blocks; the particles cover each position once instead of twice);
+* ``exact_sys*``, ``exact_p15``, ``exact_p20_look2``, ``exact_*_s15``, ``exact_sys_p20_b24s16``:
+  combinations of systematic resampling, 15 or 20 particles, 2 scored future positions and blocks
+  further apart (``docs/learning.md``, issue 16's mixing bar).
 
 Each repeat runs one epoch of each, rotating which goes first, after one untimed epoch each.
 Printed: the median epoch seconds (E-step and M-step apart), and the ratios to the seed's
