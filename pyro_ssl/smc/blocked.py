@@ -90,12 +90,12 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
     # positions, where oneDNN's LSTM cost about twice as much (it rebuilds its kernel for every
     # new row count). Rows are not deduplicated: with adaptive resampling a block's final
     # particles are almost never copies (at the seed size 39,963 distinct of 40,000), and the
-    # search for copies cost more than it saved. (benchmarks/bench_exact.py, issue 13)
+    # search for copies cost more than it saved (docs/performance.md, 2026-12-04).
     w = prior.step_weights() if weights is None else weights
     z, total = z_last, torch.zeros(N, device=future.device, dtype=prior.dtype)
     for f in range(F):
         log_pi, state = prior.step(z, state, w)
-        z = future[:, f]
+        z = future[:, f].clamp(0, prior.K - 1)  # padding may hold anything; it is masked out
         total += log_pi.gather(-1, z.unsqueeze(-1)).squeeze(-1).masked_fill(~mask[:, f], 0.0)
     return total
 
