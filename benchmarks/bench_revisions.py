@@ -321,6 +321,8 @@ def main(argv=None):
         if old_kind not in KINDS:
             p.error(f"unknown measurement {old_kind!r}; choose from {list(KINDS)}")
     exact = json.loads(args.exact_settings)
+    if exact and "epoch_exact" not in kinds:
+        p.error("--exact-settings applies to epoch_exact: add it to --only, or use --compare ...:epoch_exact")
     unknown = set(kinds) - set(KINDS)
     if unknown:
         p.error(f"unknown measurement(s) {sorted(unknown)}; choose from {list(KINDS)}")
