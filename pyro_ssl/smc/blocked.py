@@ -87,10 +87,10 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
     if F == 0:
         return torch.zeros(N, device=future.device, dtype=prior.dtype)
     # The particle sweep's own step, not torch.lstm: these are hundreds of rows over a few
-    # positions, where oneDNN's LSTM cost about twice as much (it rebuilds its kernel for every
+    # positions, where oneDNN's LSTM was the slower of the two (it rebuilds its kernel for every
     # new row count). Rows are not deduplicated: with adaptive resampling a block's final
-    # particles are almost never copies (at the seed size 39,963 distinct of 40,000), and the
-    # search for copies cost more than it saved (docs/performance.md, 2026-12-04).
+    # particles are rarely copies, and the search for copies cost more than it saved
+    # (docs/performance.md, 2026-12-04).
     w = prior.step_weights() if weights is None else weights
     z, total = z_last, torch.zeros(N, device=future.device, dtype=prior.dtype)
     for f in range(F):
