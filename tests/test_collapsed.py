@@ -9,7 +9,7 @@ import torch
 
 from pyro_ssl import SSL
 from pyro_ssl.config import SSLConfig
-from pyro_ssl.infer.collapsed import collapsed_mh, urn_log_density, visit_order_log_emission, within_document_counts
+from pyro_ssl.infer.collapsed import collapsed_mh, visit_order_log_emission
 from pyro_ssl.infer.mstep import topic_word_counts
 
 
@@ -20,35 +20,6 @@ def _random(N=6, T=11, K=3, V=5, seed=0):
     lengths = torch.randint(1, T + 1, (N,), generator=g)
     mask = torch.arange(T) < lengths.unsqueeze(-1)
     return z, x, lengths, mask
-
-
-def test_within_document_counts_count_earlier_tokens():
-    K, V = 3, 5
-    z, x, _, mask = _random(K=K, V=V)
-    c_pair, c_topic = within_document_counts(z, x, mask, K, V)
-    for i in range(z.shape[0]):
-        for t in range(z.shape[1]):
-            if not mask[i, t]:
-                assert c_pair[i, t] == 0 and c_topic[i, t] == 0
-                continue
-            earlier = mask[i, :t]
-            assert c_pair[i, t] == int(((z[i, :t] == z[i, t]) & (x[i, :t] == x[i, t]) & earlier).sum())
-            assert c_topic[i, t] == int(((z[i, :t] == z[i, t]) & earlier).sum())
-
-
-def test_urn_log_density_is_the_dirichlet_multinomial_ratio():
-    """Token by token with within-document counts = the closed form with Gamma functions."""
-    K, V, beta = 3, 5, 0.3
-    z, x, lengths, mask = _random(K=K, V=V, seed=1)
-    g = torch.Generator().manual_seed(2)
-    rest = torch.randint(0, 4, (K, V), generator=g).double()  # the other documents' counts
-    c_pair, c_topic = within_document_counts(z, x, mask, K, V)
-    got = urn_log_density(rest[z, x], rest.sum(-1)[z], c_pair, c_topic, mask, beta, V)
-    for i in range(z.shape[0]):
-        own = topic_word_counts(z[i : i + 1], x[i : i + 1], lengths[i : i + 1], K, V)
-        want = (torch.lgamma(rest + own + beta) - torch.lgamma(rest + beta)).sum() \
-            - (torch.lgamma(rest.sum(-1) + own.sum(-1) + V * beta) - torch.lgamma(rest.sum(-1) + V * beta)).sum()
-        assert float(got[i]) == pytest.approx(float(want), abs=1e-10)
 
 
 def _log_urn(rest, z, x, n, K, V, beta):

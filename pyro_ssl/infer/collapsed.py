@@ -39,45 +39,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["within_document_counts", "urn_log_density", "collapsed_mh", "visit_order_log_emission"]
-
-
-def within_document_counts(z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, K: int, V: int):
-    """Counts of earlier tokens of the same row: same (topic, word) ``c`` and same topic ``c'``.
-
-    Args:
-        z, x: ``(N, T)`` topics and words; mask ``(N, T)`` real positions.
-    Returns:
-        ``(c_pair, c_topic)``, each ``(N, T)`` float64 (0 at padding). Linear memory in ``T``:
-        ``c_pair`` by a stable sort of the (topic, word) keys, ``c_topic`` by a cumulative sum.
-    """
-    N, T = z.shape
-    pos = torch.arange(T, device=z.device).expand(N, T)
-    # Padding gets keys no real token has, one per position, so it never joins a run.
-    key = torch.where(mask, z.long() * V + x.long(), K * V + pos)
-    sk, perm = torch.sort(key, dim=1, stable=True)
-    starts = torch.ones_like(mask)
-    starts[:, 1:] = sk[:, 1:] != sk[:, :-1]
-    run_start = torch.where(starts, pos, torch.zeros_like(pos)).cummax(1).values
-    c_pair = torch.empty_like(pos).scatter_(1, perm, pos - run_start)
-    oh = torch.nn.functional.one_hot(z.long().clamp(0, K - 1), K) * mask.unsqueeze(-1)  # (N, T, K)
-    c_topic = (oh.cumsum(1) - oh).gather(2, z.long().clamp(0, K - 1).unsqueeze(-1)).squeeze(-1)
-    m = mask.to(torch.float64)
-    return c_pair.to(torch.float64) * m, c_topic.to(torch.float64) * m
-
-
-def urn_log_density(n_kw: torch.Tensor, n_k: torch.Tensor, c_pair: torch.Tensor, c_topic: torch.Tensor,
-                    mask: torch.Tensor, beta: float, V: int) -> torch.Tensor:
-    """``sum_t log((n_{z_t x_t} + c_t + beta) / (n_{z_t} + c'_t + V beta))`` over real positions.
-
-    Args:
-        n_kw, n_k: ``(N, T)`` the other documents' counts at each token's (topic, word) and topic.
-        c_pair, c_topic: ``(N, T)`` from :func:`within_document_counts`; mask ``(N, T)``.
-    Returns:
-        ``(N,)`` float64: the log Polya-urn probability of the row's words given its topics.
-    """
-    lp = (n_kw + c_pair + beta).log() - (n_k + c_topic + V * beta).log()
-    return torch.where(mask, lp, torch.zeros_like(lp)).sum(-1)
+__all__ = ["collapsed_mh", "visit_order_log_emission"]
 
 
 def visit_order_log_emission(counts: torch.Tensor, x: torch.Tensor, z: torch.Tensor, mask: torch.Tensor,
