@@ -68,7 +68,11 @@ CONFIGS = {"seed": dict(preset="seed"), "heuristic": dict(preset="heuristic"),
            "exact_sys_p15_s15": dict(warmup_epochs=0, resampling="systematic", num_particles=15, block_stride=15),
            "exact_sys_p20_b24s16": dict(warmup_epochs=0, resampling="systematic", num_particles=20, block_size=24,
                                         block_stride=16),
-           "exact_sys_p20_look2": dict(warmup_epochs=0, resampling="systematic", num_particles=20, block_lookahead=2)}
+           "exact_sys_p20_look2": dict(warmup_epochs=0, resampling="systematic", num_particles=20, block_lookahead=2),
+           "exact_sys_ess75_b16s8": dict(warmup_epochs=0, resampling="systematic", block_resample_below=0.75,
+                                         block_size=16, block_stride=8),
+           "exact_sys_ess75_b14s7": dict(warmup_epochs=0, resampling="systematic", block_resample_below=0.75,
+                                         block_size=14, block_stride=7)}
 
 
 def make(name: str, tokens, lengths, V: int):

@@ -48,6 +48,12 @@ CONFIGS = {
     "default_sys": dict(resampling="systematic"),
     "default_sys_ess75": dict(resampling="systematic", block_resample_below=0.75),
     "default_sys_ess100": dict(resampling="systematic", block_resample_below=1.0),
+    # fewer gradient steps per minibatch in the M-step (fit's default makes 5): the learning schedule
+    "default_mstep1": dict(mstep_iters=1),
+    "default_mstep2": dict(mstep_iters=2),
+    # systematic resampling below ESS 0.75 in blocks of 14 every 7 (mixing_probe.py: within about 2 standard
+    # errors of the heuristic in every quintile)
+    "default_sys_ess75_b14s7": dict(resampling="systematic", block_resample_below=0.75, block_size=14, block_stride=7),
     "blocked": dict(kernel="blocked", emission="leave_out", warmup_epochs=0),
     "blocked_gibbs_global": dict(kernel="blocked", emission="global", phi_update="gibbs", warmup_epochs=0),
     "lag5_gibbs_global": dict(kernel="ancestor", emission="global", phi_update="gibbs", warmup_epochs=0),

@@ -5,8 +5,11 @@ Fits fit's default on the seed's IMDB setup (200 reviews, first 100 tokens, V = 
 with each kernel setting and prints the update rate by position quintile (the share of
 documents whose topic at a position changed in a sweep), the collapsed step's acceptance and the
 epoch's seconds. Every setting starts from the same paths, counts and LSTM, so the differences
-are the kernels', not the training runs'. (``kernels_imdb.py`` instead trains each setting from
-scratch and scores it.)
+are the kernels', not the training runs'. Last, one summary line per setting: its update rate by
+quintile over the probe epochs with the standard error across documents, and its difference from
+``--reference``'s (default the heuristic) with the paired standard error (the documents are the
+independent units; they pair up because every setting starts from the same paths).
+(``kernels_imdb.py`` instead trains each setting from scratch and scores it.)
 
     OMP_NUM_THREADS=1 python benchmarks/mixing_probe.py --settings default heuristic s20_p20
     python benchmarks/mixing_probe.py --quick      # 40 reviews, 2 training epochs (under 2 minutes)
@@ -55,21 +58,63 @@ SETTINGS = {
     "sys_p15_s15": dict(resampling="systematic", num_particles=15, block_stride=15),
     "sys_p20_b24s16": dict(resampling="systematic", num_particles=20, block_size=24, block_stride=16),
     "sys_p20_look2": dict(resampling="systematic", num_particles=20, block_lookahead=2),
+    "ess50": dict(block_resample_below=0.5),
+    "sys_ess50": dict(resampling="systematic", block_resample_below=0.5),
+    "sys_ess25": dict(resampling="systematic", block_resample_below=0.25),
+    "sys_ess50_b16s8": dict(resampling="systematic", block_resample_below=0.5, block_size=16, block_stride=8),
+    "sys_ess75_b16s8": dict(resampling="systematic", block_resample_below=0.75, block_size=16, block_stride=8),
+    "sys_ess50_b30s15": dict(resampling="systematic", block_resample_below=0.5, block_size=30, block_stride=15),
+    "sys_ess75_b14s7": dict(resampling="systematic", block_resample_below=0.75, block_size=14, block_stride=7),
+    "sys_ess75_b12s6": dict(resampling="systematic", block_resample_below=0.75, block_size=12, block_stride=6),
+    "sys_ess90_b16s8": dict(resampling="systematic", block_resample_below=0.9, block_size=16, block_stride=8),
+    "sys_ess75_p12_b16s8": dict(resampling="systematic", block_resample_below=0.75, num_particles=12, block_size=16,
+                                block_stride=8),
+    "sys_ess75_p12": dict(resampling="systematic", block_resample_below=0.75, num_particles=12),
 }
 
 
-def probe(model: pyro_ssl.SSL, setting: dict, epochs: int, data) -> list[dict]:
-    """``epochs`` epochs from a copy of ``model``'s state under ``setting``; one dict per epoch."""
+def doc_quintile_changes(before: torch.Tensor, after: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``(D, 5)`` share of each document's positions in each of its position quintiles that changed
+    between two flat path tensors (``offsets`` ``(D + 1,)``, as ``StochasticEM.global_offsets``)."""
+    changed = (before != after).double()
+    return torch.stack([torch.stack([c.mean() for c in torch.tensor_split(changed[int(a):int(b)], 5)])
+                        for a, b in zip(offsets[:-1], offsets[1:])])
+
+
+def probe(model: pyro_ssl.SSL, setting: dict, epochs: int, data) -> tuple[list[dict], torch.Tensor]:
+    """``epochs`` epochs from a copy of ``model``'s state under ``setting``: one dict per epoch, and
+    each document's update rate by quintile averaged over the epochs, ``(D, 5)`` (one sweep per
+    epoch, so an epoch's changes are one sweep's)."""
     m = copy.deepcopy(model)
     em = m._em
     em.config = em.config.replace(warmup_epochs=0, **setting)  # every probe epoch runs the setting's kernel
     em.sampler, em.learning = em.config.sampler, em.config.learning
-    out = []
+    offsets = em.global_offsets()
+    out, per_doc = [], []
     for _ in range(epochs):
+        before = em.gather_paths()
         e = em.run_epoch()
+        per_doc.append(doc_quintile_changes(before, em.gather_paths(), offsets))
         out.append({"quintiles": [round(q, 3) for q in e["update_rate_quintiles"]],
                     "acceptance": None if e.get("acceptance_rate") is None else round(e["acceptance_rate"], 3),
                     "seconds": round(e["seconds"], 2)})
+    return out, torch.stack(per_doc).mean(0)
+
+
+def paired_summary(rates: dict[str, torch.Tensor], reference: str) -> list[dict]:
+    """Each setting's mean update rate by quintile with its standard error across documents, and
+    its difference from ``reference``'s with the paired standard error (every setting starts from
+    the same paths, so the documents pair up; documents are the independent units)."""
+    out = []
+    for name, r in rates.items():
+        D = r.shape[0]
+        row = {"setting": name, "quintiles": [round(float(v), 3) for v in r.mean(0)],
+               "se": [round(float(v), 4) for v in r.std(0) / D ** 0.5]}
+        if reference in rates and name != reference:
+            d = r - rates[reference]
+            row["minus_" + reference] = [round(float(v), 3) for v in d.mean(0)]
+            row["paired_se"] = [round(float(v), 4) for v in d.std(0) / D ** 0.5]
+        out.append(row)
     return out
 
 
@@ -82,6 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--probe-epochs", type=int, default=3)
     p.add_argument("--docs", type=int, default=200)
     p.add_argument("--settings", nargs="+", default=["default", "heuristic"], choices=sorted(SETTINGS))
+    p.add_argument("--reference", default="heuristic", help="setting the others are compared with, document by "
+                   "document (paired standard errors)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -94,9 +141,13 @@ def main(argv=None) -> int:
     split = completion_split(corpus, T1=100, T2=70, num_docs=args.docs, seed=0)
     print(f"# load {os.getloadavg()[0]:.2f}", flush=True)
     model = pyro_ssl.SSL(K=args.K, seed=args.seed).fit(split.train, epochs=args.epochs, progress=False)
+    rates = {}
     for name in args.settings:
-        for i, e in enumerate(probe(model, SETTINGS[name], args.probe_epochs, split.train)):
+        epochs, rates[name] = probe(model, SETTINGS[name], args.probe_epochs, split.train)
+        for i, e in enumerate(epochs):
             print(json.dumps({"K": args.K, "seed": args.seed, "setting": name, "probe_epoch": i + 1, **e}), flush=True)
+    for row in paired_summary(rates, args.reference):
+        print(json.dumps({"summary_over_probe_epochs": True, **row}), flush=True)
     print(f"# load {os.getloadavg()[0]:.2f}", flush=True)
     return 0
 
