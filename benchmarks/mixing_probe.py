@@ -74,8 +74,9 @@ SETTINGS = {
 
 
 def doc_quintile_changes(before: torch.Tensor, after: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """``(D, 5)`` share of each document's positions in each of its position quintiles that changed
-    between two flat path tensors (``offsets`` ``(D + 1,)``, as ``StochasticEM.global_offsets``)."""
+    """``(D, 5)`` share of each document's positions in each fifth of the document that changed
+    between two flat path tensors (``offsets`` ``(D + 1,)``, as ``StochasticEM.global_offsets``). With
+    documents of one length (this probe's) the fifths are the epoch entry's position quintiles."""
     changed = (before != after).double()
     return torch.stack([torch.stack([c.mean() for c in torch.tensor_split(changed[int(a):int(b)], 5)])
                         for a, b in zip(offsets[:-1], offsets[1:])])
@@ -141,6 +142,8 @@ def main(argv=None) -> int:
     split = completion_split(corpus, T1=100, T2=70, num_docs=args.docs, seed=0)
     print(f"# load {os.getloadavg()[0]:.2f}", flush=True)
     model = pyro_ssl.SSL(K=args.K, seed=args.seed).fit(split.train, epochs=args.epochs, progress=False)
+    if args.reference not in args.settings:
+        print(f"# --reference {args.reference} is not among --settings: no paired differences", flush=True)
     rates = {}
     for name in args.settings:
         epochs, rates[name] = probe(model, SETTINGS[name], args.probe_epochs, split.train)
