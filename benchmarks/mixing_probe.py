@@ -70,6 +70,8 @@ SETTINGS = {
     "sys_ess75_p12_b16s8": dict(resampling="systematic", block_resample_below=0.75, num_particles=12, block_size=16,
                                 block_stride=8),
     "sys_ess75_p12": dict(resampling="systematic", block_resample_below=0.75, num_particles=12),
+    "sys_ess75_p12_b16s8_look2": dict(resampling="systematic", block_resample_below=0.75, num_particles=12,
+                                      block_size=16, block_stride=8, block_lookahead=2),
 }
 
 
