@@ -28,6 +28,7 @@ import torch
 
 import pyro_ssl
 from pyro_ssl.data import completion_split, load_corpus
+from pyro_ssl.infer.em import by_quintile
 
 IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "imdb_reviews_sample.csv"
 #: Kernel settings applied to the trained state (SSLConfig fields; the rest stay fit's defaults).
@@ -77,11 +78,12 @@ SETTINGS = {
 
 def doc_quintile_changes(before: torch.Tensor, after: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """``(D, 5)`` share of each document's positions in each fifth of the document that changed
-    between two flat path tensors (``offsets`` ``(D + 1,)``, as ``StochasticEM.global_offsets``). With
-    documents of one length (this probe's) the fifths are the epoch entry's position quintiles."""
+    between two flat path tensors (``offsets`` ``(D + 1,)``, as ``StochasticEM.global_offsets``), split
+    as the epoch entry's quintiles are (:func:`pyro_ssl.infer.em.by_quintile`); with documents of one
+    length (this probe's) the two are the same positions."""
     changed = (before != after).double()
-    return torch.stack([torch.stack([c.mean() for c in torch.tensor_split(changed[int(a):int(b)], 5)])
-                        for a, b in zip(offsets[:-1], offsets[1:])])
+    return torch.tensor([by_quintile(changed[int(a):int(b)]) for a, b in zip(offsets[:-1], offsets[1:])],
+                        dtype=torch.float64)
 
 
 def probe(model: pyro_ssl.SSL, setting: dict, epochs: int, data) -> tuple[list[dict], torch.Tensor]:

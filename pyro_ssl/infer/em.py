@@ -43,7 +43,7 @@ from .mstep import (
 )
 from .reduce import LOCAL, Reducer
 
-__all__ = ["EStep", "StochasticEM", "SweepStats", "estep_for_epoch", "perturbed_log_phi"]
+__all__ = ["EStep", "StochasticEM", "SweepStats", "by_quintile", "estep_for_epoch", "perturbed_log_phi"]
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,14 @@ class SweepStats:
         rate = changed[keep] / a
         return {
             "update_rate": rate.tolist(),
-            "update_rate_quintiles": _by_quintile(rate),
+            "update_rate_quintiles": by_quintile(rate),
             "ess": (ess[keep] / a).tolist(),
             "ancestors": (anc[keep] / a).tolist(),
         }
 
 
-def _by_quintile(v: torch.Tensor) -> list[float]:
+def by_quintile(v: torch.Tensor) -> list[float]:
+    """Means of ``v`` ``(T,)`` over its five position quintiles (fewer parts when ``T < 5``)."""
     if v.numel() == 0:
         return []
     return [float(c.mean()) for c in torch.tensor_split(v, min(5, v.numel()))]
