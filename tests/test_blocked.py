@@ -116,10 +116,11 @@ def test_blocked_sweep_from_exact_draws_stays_exact(future_lag, below, resamplin
 
 def test_future_correction_through_a_sweep_equals_scoring_both_paths_to_the_end():
     """The correction keeps the current path's terms in a cache (one pass when the sweep starts,
-    then the kept proposals' numbers) and runs only the proposal. Block after block of a sweep's
-    grid, with random proposals and random decisions, each ratio must equal scoring both paths
-    from the block's start to the end (``future_log_prob``, no cache), and the LSTM must run only
-    the changed proposals from their block's start. Measured power (planted, then removed): the
+    then the kept proposals' numbers) and runs only the proposal, from its own state at the
+    block's ``cut`` (the chosen particle's, after the scored future positions). Block after block
+    of a sweep's grid, with random proposals and random decisions, each ratio must equal scoring
+    both paths from the block's start to the end (``future_log_prob``, no cache), and the LSTM
+    must run only the changed proposals from ``cut``. Measured power (planted, then removed): the
     cache not updated for kept proposals, or updated for rejected ones, fails at the second block;
     scoring from one position early or late fails at the first."""
     from pyro_ssl.smc import blocked
@@ -134,20 +135,24 @@ def test_future_correction_through_a_sweep_equals_scoring_both_paths_to_the_end(
     steps, checked = [], 0  # LSTM positions run (rows x positions)
     hook = prior.lstm.register_forward_hook(lambda mod, inp, out: steps.append(inp[0].shape[0] * inp[0].shape[1]))
     used, alone = 0, 0
+
+    def state_before(path, a):  # the state that has consumed path_{<a-1} (gives p(path_{a-1}))
+        state, z0 = prior.initial_state((B,))
+        inputs = torch.cat([z0.unsqueeze(1), path[:, : a - 1]], 1)
+        return prior.continuation_log_prob(state, inputs, path[:, :a])[1]
+
     try:
         for s, e in blocked.block_starts(T, 20, 10):
             cut = min(e + L, T)
             if s == 0 or cut >= T:
                 continue
-            state, z0 = prior.initial_state((B,))
-            inputs = torch.cat([z0.unsqueeze(1), cur[:, : s - 1]], 1)
-            _, carried = prior.continuation_log_prob(state, inputs, cur[:, :s])  # has consumed z_{<s-1}
-            z_in = cur[:, s - 1]
+            carried, z_in = state_before(cur, s), cur[:, s - 1]
             prop = cur.clone()
             prop[:, s:e] = torch.randint(K, (B, e - s), generator=g)
             prop[s % B] = cur[s % B]  # an unchanged block: 0 without a pass
+            at_cut = state_before(prop, cut)
             del steps[:]
-            got = tail.log_ratio(prior, carried, z_in, torch.arange(B), s, cut, cur, prop, lengths)
+            got = tail.log_ratio(prior, at_cut, torch.arange(B), cut, cur, prop, lengths)
             used += sum(steps)
             pos = torch.arange(s, T)
             mask = (pos >= cut) & (pos < lengths.unsqueeze(-1))
@@ -155,7 +160,7 @@ def test_future_correction_through_a_sweep_equals_scoring_both_paths_to_the_end(
             want = (full[0] - full[1]).masked_fill(~(prop != cur).any(-1) | (lengths <= cut), 0.0)
             assert torch.allclose(got, want, atol=1e-9, rtol=0), (s, got, want)
             changed = (prop != cur).any(-1) & (lengths > cut)
-            m = int(lengths[changed].max()) - s  # the changed rows to their longest end, the last window padded
+            m = int(lengths[changed].max()) - cut  # the changed rows to their longest end, the last window padded
             W, Q = blocked.REST_WINDOW, blocked._WINDOW_QUANTUM
             alone += int(changed.sum()) * ((m // W) * W + -(-(m % W) // Q) * Q)
             checked += 1

@@ -24,7 +24,8 @@ first ``L`` future positions, so the block update is conditional SMC for a *diff
 Metropolis-Hastings proposal, accepted with probability
 ``min(1, p(z*_{e+L:n} | z'_{<e+L}) / p(z*_{e+L:n} | z_{<e+L}))``: the rest of the future, scored
 for the proposed path only (one row per document instead of ``P``; the current path's terms are
-kept through the sweep, :class:`_CurrentTail`). Conditional
+kept through the sweep, :class:`_CurrentTail`), continuing from the chosen particle's own LSTM
+state after its ``L`` scored positions, so the pass starts at ``e + L``, not at the block's start. Conditional
 SMC is reversible for its own target (Chopin and Singh 2015), so this leaves the same block
 conditional invariant as the full-future weights: still exact, no truncation in the target.
 (Ancestor sampling, whose reversibility is not established, is not used inside blocks.)
@@ -71,7 +72,8 @@ def block_starts(T: int, block_size: int, stride: int) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, future: torch.Tensor,
-                    mask: torch.Tensor, weights: StepWeights | None = None) -> torch.Tensor:
+                    mask: torch.Tensor, weights: StepWeights | None = None,
+                    return_state: bool = False) -> torch.Tensor | tuple[torch.Tensor, LSTMState]:
     """``sum_s log p(future_s | ...)`` from each row's LSTM ``state`` after it consumed ``z_last``'s
     predecessor: the row feeds ``z_last, future_0, future_1, ...`` and scores ``future``.
 
@@ -80,24 +82,28 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
         z_last: ``(N,)`` the row's last topic.
         future: ``(N, F)`` the fixed future topics; mask ``(N, F)`` its real positions.
         weights: optional :meth:`~pyro_ssl.model.LSTMPrior.step_weights` (computed when omitted).
+        return_state: also return the rows' states ``(N, H)`` after the pass: they have consumed
+            every topic before ``future``'s last (``z_last`` itself when ``F = 0``), so a pass
+            over what follows can continue from them fed ``future[:, -1]``.
     Returns:
-        ``(N,)``; 0 for rows without a future.
+        ``(N,)``; 0 for rows without a future. With ``return_state``, ``(total, state)``.
     """
     N, F = future.shape
+    total = torch.zeros(N, device=future.device, dtype=prior.dtype)
     if F == 0:
-        return torch.zeros(N, device=future.device, dtype=prior.dtype)
+        return (total, state) if return_state else total
     # The particle sweep's own step, not torch.lstm: these are hundreds of rows over a few
     # positions, where oneDNN's LSTM was the slower of the two (it rebuilds its kernel for every
     # new row count). Rows are not deduplicated: with adaptive resampling a block's final
     # particles are rarely copies, and the search for copies cost more than it saved
     # (docs/performance.md, 2026-12-04).
     w = prior.step_weights() if weights is None else weights
-    z, total = z_last, torch.zeros(N, device=future.device, dtype=prior.dtype)
+    z = z_last
     for f in range(F):
         log_pi, state = prior.step(z, state, w)
         z = future[:, f].clamp(0, prior.K - 1)  # padding may hold anything; it is masked out
         total += log_pi.gather(-1, z.unsqueeze(-1)).squeeze(-1).masked_fill(~mask[:, f], 0.0)
-    return total
+    return (total, state) if return_state else total
 
 
 REST_WINDOW = 256
@@ -142,15 +148,16 @@ class _CurrentTail:
         self.lp = _path_log_probs(prior, state, z0, z, 0, z.shape[1])
         self._pending = None
 
-    def log_ratio(self, prior: LSTMPrior, carried: LSTMState, z_in: torch.Tensor, idx: torch.Tensor, s: int,
-                  cut: int, current: torch.Tensor, proposed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def log_ratio(self, prior: LSTMPrior, at_cut: LSTMState, idx: torch.Tensor, cut: int, current: torch.Tensor,
+                  proposed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``log p(z*_{cut:n} | proposed_{<cut}) - log p(z*_{cut:n} | current_{<cut})`` per document, float64.
 
-        The proposed row runs from the fixed prefix's state at ``s`` (``carried`` ``(B, H)``, which
-        has consumed ``z_{<s-1}``, and ``z_in`` ``(B,)`` = ``z_{s-1}``, indexed by ``idx``) over
-        ``s .. n-1``; the current path's terms are read from :attr:`lp`. ``current``,
-        ``proposed``: ``(B_i, T)``; lengths ``(B_i,)``. Documents whose block did not change get 0
-        without a pass.
+        The proposed row continues from its own LSTM state ``at_cut`` ``(B_i, H)``, which has
+        consumed ``proposed_{<cut-1}`` (the block's chosen particle after scoring the first future
+        positions, :func:`future_log_prob`), fed ``proposed_{cut-1}``, over ``cut .. n-1``; the
+        current path's terms are read from :attr:`lp`. ``idx`` ``(B_i,)``: the documents' batch
+        rows; ``current``, ``proposed``: ``(B_i, T)``; lengths ``(B_i,)``. Documents whose block
+        did not change get 0 without a pass.
         """
         out = torch.zeros(len(idx), device=current.device, dtype=torch.float64)
         changed = ((proposed != current).any(-1) & (lengths > cut)).nonzero().squeeze(-1)
@@ -159,23 +166,24 @@ class _CurrentTail:
             return out
         rows, n = idx[changed], lengths[changed]
         end = int(n.max())
-        lp = _path_log_probs(prior, LSTMState(carried.h[rows], carried.c[rows]), z_in[rows], proposed[changed], s, end)
-        scored = (torch.arange(s, end, device=current.device) >= cut) & \
-            (torch.arange(s, end, device=current.device) < n.unsqueeze(-1))
-        diff = (lp.to(torch.float64) - self.lp[rows, s:end].to(torch.float64)).masked_fill(~scored, 0.0).sum(-1)
+        lp = _path_log_probs(prior, LSTMState(at_cut.h[changed], at_cut.c[changed]), proposed[changed, cut - 1],
+                             proposed[changed], cut, end)
+        scored = torch.arange(cut, end, device=current.device) < n.unsqueeze(-1)
+        diff = (lp.to(torch.float64) - self.lp[rows, cut:end].to(torch.float64)).masked_fill(~scored, 0.0).sum(-1)
         out[changed] = diff
-        self._pending = (changed, rows, lp, s, end)
+        self._pending = (changed, rows, lp, cut, end)
         return out
 
     def keep(self, keep: torch.Tensor) -> None:
         """The block's decisions ``keep`` ``(B_i,)`` bool (rows as in :meth:`log_ratio`): the kept
-        proposals become the current paths, so their terms replace the cache from ``s`` on."""
+        proposals become the current paths, so their terms replace the cache from ``cut`` on
+        (later blocks read only there)."""
         if self._pending is None:
             return
-        changed, rows, lp, s, end = self._pending
+        changed, rows, lp, cut, end = self._pending
         self._pending = None
         kept = keep[changed]
-        self.lp[rows[kept], s:end] = lp[kept]
+        self.lp[rows[kept], cut:end] = lp[kept]
 
 
 @torch.no_grad()
@@ -283,11 +291,14 @@ def blocked_csmc_sweep(
         future = zb[:, e:cut]
         fmask = pos[e:cut].unsqueeze(0) < nb.unsqueeze(-1)
 
-        def potential(state, z_last, future=future, fmask=fmask):
+        ends = {}  # the particles' states after the scored future: the correction continues from one
+
+        def potential(state, z_last, future=future, fmask=fmask, ends=ends):
             Bi = future.shape[0]
             f = future.repeat_interleave(P, 0)
             m = fmask.repeat_interleave(P, 0)
-            return future_log_prob(prior, state, z_last, f, m, weights).view(Bi, P)
+            total, ends["state"] = future_log_prob(prior, state, z_last, f, m, weights, return_state=True)
+            return total.view(Bi, P)
 
         u = uniforms(i, s, block_len[idx], e - s, idx.cpu()) if uniforms is not None else None
         q = None if block_proposal is None else block_proposal(idx, s, e, zb)
@@ -301,8 +312,10 @@ def blocked_csmc_sweep(
             proposed = zb.clone()
             proposed[:, s:e] = new
             log_ratio = torch.zeros(len(idx), device=device, dtype=torch.float64)
-            if cut < T:
-                log_ratio = tail.log_ratio(prior, carried, z_in, idx, s, cut, zb, proposed, nb)
+            if cut < T:  # the chosen particle's own state after the scored future
+                rows = torch.arange(len(idx), device=device) * P + res.chosen
+                at_cut = LSTMState(ends["state"].h[rows], ends["state"].c[rows])
+                log_ratio = tail.log_ratio(prior, at_cut, idx, cut, zb, proposed, nb)
             if q is not None:  # the proposal's table: its ratio is this kernel's, not the acceptor's
                 old_q, new_q = (q.gather(-1, p.unsqueeze(-1)).squeeze(-1) for p in (zb[:, s:e], new))
                 log_ratio = log_ratio - (new_q - old_q).masked_fill(~bm, 0.0).sum(-1)

@@ -56,6 +56,8 @@ class SweepResult:
             (path degeneracy shows as 1 at early steps); only when ``diagnostics=True``.
         particles: ``(B, P, T)`` every final particle's traced path; only with ``diagnostics``.
         log_weights: ``(B, P)`` final normalised log weights.
+        chosen: ``(B,)`` long, the final particle whose path is ``path`` (drawn from
+            ``log_weights`` plus any final potential); ``None`` where no particle was drawn.
     """
 
     path: torch.Tensor | None
@@ -65,6 +67,7 @@ class SweepResult:
     log_weights: torch.Tensor
     num_ancestors: torch.Tensor | None = None
     particles: torch.Tensor | None = None
+    chosen: torch.Tensor | None = None
 
 
 def _lookahead_log_prob(
@@ -371,7 +374,8 @@ def csmc_sweep(
     final_w = log_w if final_log_potential is None else log_w + final_log_potential(state, z_prev)
     r = inverse_cdf(final_w, uniforms.final())  # drawn either way: the same stream with trace=False
     path = _trace_back(topics, ancestors, r).squeeze(1).masked_fill(~mask, 0) if trace else None
-    result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w)
+    result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w,
+                         chosen=r.squeeze(-1))
     if diagnostics:
         particles, lineage = _trace_back(topics, ancestors, identity, return_lineage=True)
         result.particles = particles.masked_fill(~mask.unsqueeze(1), 0)
