@@ -109,7 +109,7 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
 REST_WINDOW = 256
 """Positions the correction's LSTM passes cover per call (bounds their memory on long documents)."""
 
-_WINDOW_QUANTUM = 32
+_WINDOW_QUANTUM = 8
 """A pass's last, partial window is padded to a multiple of this many positions: oneDNN keeps a
 compiled LSTM for every sequence length it meets (one per length up to REST_WINDOW took 20 MB
 more peak memory on a 5,000-token document)."""
