@@ -71,6 +71,9 @@ CONFIGS = {"seed": dict(preset="seed"), "heuristic": dict(preset="heuristic"),
            "exact_sys_p20_look2": dict(warmup_epochs=0, resampling="systematic", num_particles=20, block_lookahead=2),
            "exact_sys_ess75_b16s8": dict(warmup_epochs=0, resampling="systematic", block_resample_below=0.75,
                                          block_size=16, block_stride=8),
+           "exact_sys_ess75_p8_b14s7_metro": dict(warmup_epochs=0, resampling="systematic", block_resample_below=0.75,
+                                                  num_particles=8, block_size=14, block_stride=7,
+                                                  block_final_draw="metropolised"),
            "exact_sys_ess75_b14s7": dict(warmup_epochs=0, resampling="systematic", block_resample_below=0.75,
                                          block_size=14, block_stride=7)}
 

@@ -57,6 +57,11 @@ EMISSIONS = ("global", "leave_out", "collapsed")
 PHI_UPDATES = ("smoothed", "gibbs")
 INITS = ("uniform", "smc", "hmm")
 KERNELS = ("ancestor", "blocked")
+FINAL_DRAWS = ("gibbs", "metropolised")
+"""How a conditional sweep picks its returned particle from the final weights ``W``: ``"gibbs"``
+draws it from ``W``; ``"metropolised"`` proposes one of the *other* particles and accepts it by a
+Metropolis-Hastings step (:func:`pyro_ssl.smc.csmc.metropolised_index`). Both leave the choice's
+conditional law ``W`` invariant, so both are exact; the second moves off the reference more often."""
 
 
 def _opt(default, help: str, *, choices: tuple | None = None, flag: str | None = None):
@@ -216,6 +221,11 @@ class SamplerConfig:
         5, "fixed-future positions the blocked kernel scores in every particle's weight: 'full' (all of them), "
         "or an integer L (the first L; the rest corrects the block's new path by a Metropolis-Hastings step that "
         "scores the proposed path only, the current path's terms being kept): exact either way, pyro_ssl.smc.blocked")
+    block_final_draw: str = _opt(
+        "gibbs", "how each block of the blocked kernel picks its new path from the final particles: 'gibbs' (drawn "
+        "from the weights) or 'metropolised' (another particle than the current path's proposed from the weights "
+        "and accepted by Metropolis-Hastings; moves more often): exact either way, pyro_ssl.smc.csmc.metropolised_index",
+        choices=FINAL_DRAWS)
     block_resample_below: float = _opt(
         0.5, "adaptive resampling inside the blocked kernel's blocks: resample only when the particles' effective "
         "sample size falls below this fraction of num_particles, carrying the weights on otherwise (exact either "
@@ -228,6 +238,7 @@ class SamplerConfig:
         self.block_resample_below = _float("block_resample_below", self.block_resample_below, low=0.0, high=1.0,
                                            low_open=True)
         _choice("kernel", self.kernel, KERNELS)
+        _choice("block_final_draw", self.block_final_draw, FINAL_DRAWS)
         self.block_size = _int("block_size", self.block_size, 1)
         self.block_stride = _int("block_stride", self.block_stride, 1)
         if self.block_stride > self.block_size:

@@ -605,7 +605,8 @@ class SSL(LanguageModel):
         if sampler.kernel == "blocked":
             return blocked_csmc_sweep(self.prior, self.log_phi, x, n, P, z, block_size=sampler.block_size,
                                       stride=sampler.block_stride, generator=gen,
-                                      resample_below=sampler.resample_below_or_none)
+                                      resample_below=sampler.resample_below_or_none, resampling=sampler.resampling,
+                                      final_draw=sampler.block_final_draw)
         return csmc_sweep(self.prior, self.log_phi, x, n, P, z, ancestor_lag=sampler.ancestor_lag,
                           generator=gen, diagnostics=diagnostics)
 

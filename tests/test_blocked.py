@@ -81,17 +81,18 @@ def test_block_grid_covers_every_position():
         block_starts(10, 3, 4)
 
 
-@pytest.mark.parametrize("future_lag,below,resampling", [(None, None, "multinomial"), (0, None, "multinomial"),
-                                                         (1, None, "multinomial"), (None, 0.99, "multinomial"),
-                                                         (1, 0.99, "multinomial"), (1, None, "systematic"),
-                                                         (1, 0.5, "systematic")])
-def test_blocked_sweep_from_exact_draws_stays_exact(future_lag, below, resampling):
+@pytest.mark.parametrize("future_lag,below,resampling,final_draw", [
+    (None, None, "multinomial", "gibbs"), (0, None, "multinomial", "gibbs"), (1, None, "multinomial", "gibbs"),
+    (None, 0.99, "multinomial", "gibbs"), (1, 0.99, "multinomial", "gibbs"), (1, None, "systematic", "gibbs"),
+    (1, 0.5, "systematic", "gibbs"), (1, 0.5, "multinomial", "metropolised"), (1, 0.5, "systematic", "metropolised")])
+def test_blocked_sweep_from_exact_draws_stays_exact(future_lag, below, resampling, final_draw):
     """One blocked sweep from 256,000 exact posterior draws (independent chains, SE <= 0.001, so
     a marginal off by 0.005 fails), with the whole fixed future in the particles' weights or
     only its first ``future_lag`` positions and the Metropolis-Hastings correction for the rest.
     Planted bugs this fails on (measured 2026-12-03): the correction dropped (the kernel then
     targets the truncated future); the correction scored from one position late or one early.
-    ``below``: adaptive resampling inside the blocks (``block_resample_below``)."""
+    ``below``: adaptive resampling inside the blocks (``block_resample_below``); ``final_draw``:
+    how each block picks its new path (``block_final_draw``)."""
     from test_smc import INVARIANCE_CHAINS, RESOLUTION, _exact_draws, _pg_problem
 
     prior, log_phi, x, paths, log_post, exact = _pg_problem()
@@ -103,7 +104,7 @@ def test_blocked_sweep_from_exact_draws_stays_exact(future_lag, below, resamplin
         c = ref.shape[0]
         new = blocked_csmc_sweep(prior, log_phi, x.expand(c, T), torch.full((c,), T), 3, ref, block_size=3, stride=2,
                                  generator=g, future_lag=future_lag, resample_below=below,
-                                 resampling=resampling).path
+                                 resampling=resampling, final_draw=final_draw).path
         out.append(torch.nn.functional.one_hot(new, K).double())
         moved += int((new != ref).sum())
     oh = torch.cat(out)

@@ -310,7 +310,8 @@ class StochasticEM:
                                            log_emission=log_emission, accept=accept,
                                            future_lag=self.sampler.future_lag_or_none, block_proposal=block_tables,
                                            resample_below=self.sampler.resample_below_or_none,
-                                           resampling=self.sampler.resampling)
+                                           resampling=self.sampler.resampling,
+                                           final_draw=self.sampler.block_final_draw)
         u = KeyedUniforms(self.seed, mine, n, T, P, key, device=self.device, dtype=dtype)
         res = csmc_sweep(model.prior, self.log_phi, x, n, P, old, resampling=self.sampler.resampling,
                          ancestor_lag=estep.ancestor_lag, uniforms=u, diagnostics=True,

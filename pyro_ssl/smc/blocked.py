@@ -206,6 +206,7 @@ def blocked_csmc_sweep(
     block_proposal=None,
     resample_below: float | None = None,
     resampling: str = "multinomial",
+    final_draw: str = "gibbs",
 ) -> SweepResult:
     """One sweep of blocked conditional SMC over a batch of documents (exact; see module doc).
 
@@ -239,6 +240,8 @@ def blocked_csmc_sweep(
             resample only when the effective sample size falls below this fraction of ``P``.
         resampling: the conditional resampling scheme inside the blocks
             (:mod:`~pyro_ssl.smc.resampling`; ``"systematic"`` keeps more lineages alive).
+        final_draw: how each block's new path is chosen from its final weights
+            (:data:`~pyro_ssl.smc.csmc.FINAL_DRAWS`; ``"metropolised"`` leaves the current path more often).
     Returns:
         :class:`~pyro_ssl.smc.csmc.SweepResult` with ``path``; ``ess`` and ``num_ancestors``
         ``(B, T)`` are averaged over the blocks covering each position; ``log_Z`` and
@@ -305,7 +308,7 @@ def blocked_csmc_sweep(
         res = csmc_sweep(prior, log_phi, x[idx, s:e], block_len[idx], P, zb[:, s:e], resampling=resampling,
                          uniforms=u, generator=generator, diagnostics=True,
                          log_emission=log_emission[idx, s:e] if q is None else q.to(dtype), start=start,
-                         final_log_potential=potential, resample_below=resample_below)
+                         final_log_potential=potential, resample_below=resample_below, final_draw=final_draw)
         bm = pos[s:e].unsqueeze(0) < (s + block_len[idx]).unsqueeze(-1)  # real positions of the block
         new = torch.where(bm, res.path, z[idx, s:e])
         if accept is not None or future_lag is not None:

@@ -31,13 +31,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import FULL_LAG
+from ..config import FINAL_DRAWS, FULL_LAG
 from ..model import LSTMPrior, LSTMState, StepWeights, length_mask
 from ..runtime import hot_loop
 from .resampling import Resampler, conditional_schemes, get_resampler, inverse_cdf, search_cdf
 from .uniforms import GeneratorUniforms, UniformSource
 
-__all__ = ["SweepResult", "csmc_sweep", "particle_filter", "FULL_LAG"]
+__all__ = ["SweepResult", "csmc_sweep", "particle_filter", "FULL_LAG", "FINAL_DRAWS", "metropolised_index"]
+
 
 
 @dataclass
@@ -172,6 +173,7 @@ def csmc_sweep(
     final_log_potential=None,
     trace: bool = True,
     resample_below: float | None = None,
+    final_draw: str = "gibbs",
 ) -> SweepResult:
     """One (conditional) SMC sweep over a batch of documents.
 
@@ -209,6 +211,9 @@ def csmc_sweep(
             function of the weights, so conditional SMC stays valid: Huggins and Roy 2015,
             "conditional adaptive resampling particle filter"). Fewer resampling steps mean
             fewer lineages collapsing onto the reference. Not with ancestor sampling.
+        final_draw: how the returned particle is chosen from the final weights (:data:`FINAL_DRAWS`):
+            ``"metropolised"`` (a reference, no ancestor sampling) proposes another particle than
+            the reference and accepts by Metropolis-Hastings (:func:`metropolised_index`).
         trace: keep the ``(T, B, P)`` ancestry and return a path. ``False`` (scoring: only the
             increments are wanted) keeps memory at ``O(T B)`` instead of ``O(T B P)`` (160 MB for
             one 20,000-token document at ``P = 1000``); the random draws, and so every
@@ -248,6 +253,11 @@ def csmc_sweep(
             raise ValueError("resample_below (adaptive resampling) is not combined with ancestor sampling")
     if log_phi.shape[0] != prior.K:
         raise ValueError(f"log_phi has {log_phi.shape[0]} topics, prior has {prior.K}")
+    if final_draw not in FINAL_DRAWS:
+        raise ValueError(f"final_draw must be one of {FINAL_DRAWS}, got {final_draw!r}")
+    if final_draw == "metropolised" and (reference is None or lag > 0):
+        raise ValueError("final_draw='metropolised' needs a reference path and no ancestor sampling (ancestor_lag=0): "
+                         "it moves off the reference's own index")
 
     device, dtype = prior.device, prior.dtype
     x = x.to(device)
@@ -372,7 +382,10 @@ def csmc_sweep(
 
     log_incr, ess = log_incr.T.contiguous(), ess.T.contiguous()
     final_w = log_w if final_log_potential is None else log_w + final_log_potential(state, z_prev)
-    r = inverse_cdf(final_w, uniforms.final())  # drawn either way: the same stream with trace=False
+    if final_draw == "metropolised":
+        r = metropolised_index(final_w, uniforms.final(), uniforms.final_accept())
+    else:
+        r = inverse_cdf(final_w, uniforms.final())  # drawn either way: the same stream with trace=False
     path = _trace_back(topics, ancestors, r).squeeze(1).masked_fill(~mask, 0) if trace else None
     result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w,
                          chosen=r.squeeze(-1))
@@ -381,6 +394,31 @@ def csmc_sweep(
         result.particles = particles.masked_fill(~mask.unsqueeze(1), 0)
         result.num_ancestors = _count_distinct(lineage).masked_fill(~mask, 0)
     return result
+
+
+def metropolised_index(log_weights: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The final particle, ``(B, 1)`` long, by a Metropolised Gibbs step (Liu 1996) from index 0.
+
+    In conditional SMC the returned index is a Gibbs step on the extended target, whose
+    conditional law given the particles is the final weights ``W``, and the current index is the
+    reference's, 0. Drawing from ``W`` stays at 0 with probability ``W_0``. Instead propose
+    ``k != 0`` with probability ``W_k / (1 - W_0)`` (from ``u``) and accept it when
+    ``v < (1 - W_0) / (1 - W_k)``: reversible for ``W`` (``W_i q(i, j) a(i, j) = W_i W_j min(1 / (1 -
+    W_i), 1 / (1 - W_j))``, symmetric), so the sweep stays exact, and it leaves the reference
+    whenever no other particle outweighs it (Peskun: never fewer moves than the Gibbs draw).
+
+    Args:
+        log_weights: ``(B, P)`` unnormalised final log weights (particle 0 the reference).
+        u, v: ``(B, 1)`` uniforms for the proposal and the decision.
+    """
+    lw = log_weights.double()
+    W = torch.softmax(lw, -1)
+    rest = W[:, 1:].sum(-1, keepdim=True)  # 1 - W_0, summed so it stays accurate when W_0 is near 1
+    others = lw.clone()
+    others[:, 0] = float("-inf")
+    k = inverse_cdf(others.masked_fill(rest == 0, 0.0), u)  # rows without another particle: rejected below
+    accept = v.double() * (rest - W.gather(-1, k) + W[:, :1]) < rest  # 1 - W_k = W_0 + (1 - W_0) - W_k
+    return torch.where(accept, k, torch.zeros_like(k))
 
 
 def _trace_back(topics: torch.Tensor, ancestors: torch.Tensor, idx: torch.Tensor, return_lineage: bool = False):

@@ -8,6 +8,8 @@ never draws by itself:
 * ``ancestor(t)``: ``(B, 1)`` for the ancestor-sampling redraw of the reference's ancestor;
 * ``proposal(t)``: ``(B, P, 1)`` for the ``P`` particles' topic proposals;
 * ``final()``: ``(B, 1)`` for the choice of the returned path;
+* ``final_accept()``: ``(B, 1)`` for the decision of a Metropolised final choice
+  (:func:`~pyro_ssl.smc.csmc.csmc_sweep`'s ``final_draw``);
 * ``accept()``: ``(B, 1)`` for a Metropolis-Hastings decision on the sweep's result (the blocked
   sweep's ``future_lag`` correction).
 
@@ -35,7 +37,8 @@ Keyed layout per document: one uniform for the final choice, then per step ``S =
 slots: ``[0, P)`` ancestors, ``P`` the reference's ancestor redraw, ``[P + 1, 2 P + 1)`` the
 proposals. Padding steps get 0.5 (their draws are discarded). ``accept()`` reads the step-0
 ancestor slot, which no sweep consumes otherwise (step 0 has no ancestors), so adding the
-decision changed no other draw.
+decision changed no other draw. ``final_accept()`` reads one slot after the last step's (each
+stream's first outputs do not depend on how many are taken, so it too changed no other draw).
 """
 
 from __future__ import annotations
@@ -115,6 +118,9 @@ class UniformSource:
     def final(self) -> torch.Tensor:  # (B, 1)
         raise NotImplementedError
 
+    def final_accept(self) -> torch.Tensor:  # (B, 1)
+        raise NotImplementedError
+
     def accept(self) -> torch.Tensor:  # (B, 1)
         raise NotImplementedError
 
@@ -139,6 +145,9 @@ class GeneratorUniforms(UniformSource):
         return self._rand(self.B, self.P, 1)
 
     def final(self):
+        return self._rand(self.B, 1)
+
+    def final_accept(self):
         return self._rand(self.B, 1)
 
     def accept(self):
@@ -231,9 +240,9 @@ class KeyedUniforms(UniformSource):
             b = int(lens.argmax())
             raise ValueError(f"document {int(ids[b])} has length {int(lens[b])} > T={self.T}")
         S = 2 * P + 1
-        u = keyed_rows(ids, 1 + self.T * S, int(seed), stream, *key)
+        u = keyed_rows(ids, 2 + self.T * S, int(seed), stream, *key)
         final = u[:, 0]
-        steps = u[:, 1:].view(self.B, self.T, S)
+        steps = u[:, 1 : 1 + self.T * S].view(self.B, self.T, S)
         _fill_padding(steps, lens, 0.5)
         # Step-major, one contiguous block per use, so every step's slab is a contiguous view:
         # ancestors (T, B, P), the reference's redraw (T, B, 1), proposals (T, B, P, 1). Each
@@ -247,6 +256,7 @@ class KeyedUniforms(UniformSource):
         self._ancestor = block(steps[..., P : P + 1])
         self._proposal = block(steps[..., P + 1 :]).unsqueeze(-1)
         self._final = final.to(device=device, dtype=dtype)
+        self._final_accept = u[:, -1].to(device=device, dtype=dtype)
 
     def resample(self, t, num):
         if num > self.P:
@@ -261,6 +271,9 @@ class KeyedUniforms(UniformSource):
 
     def final(self):
         return self._final.unsqueeze(-1)
+
+    def final_accept(self):
+        return self._final_accept.unsqueeze(-1)
 
     def accept(self):
         return self._ancestor[0]  # unused by the sweep itself: step 0 draws no ancestors
