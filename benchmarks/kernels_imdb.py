@@ -54,6 +54,12 @@ CONFIGS = {
     # systematic resampling below ESS 0.75 in blocks of 14 every 7 (mixing_probe.py: within about 2 standard
     # errors of the heuristic in every quintile)
     "default_sys_ess75_b14s7": dict(resampling="systematic", block_resample_below=0.75, block_size=14, block_stride=7),
+    # with the Metropolised final draw (block_final_draw): systematic below ESS 0.75, 8 particles in blocks of 14
+    # every 7, or 10 particles in blocks of 16 every 8 (mixing_probe.py, tenth session)
+    "default_sys_ess75_p8_b14s7_metro": dict(resampling="systematic", block_resample_below=0.75, num_particles=8,
+                                             block_size=14, block_stride=7, block_final_draw="metropolised"),
+    "default_sys_ess75_b16s8_metro": dict(resampling="systematic", block_resample_below=0.75, block_size=16,
+                                          block_stride=8, block_final_draw="metropolised"),
     "blocked": dict(kernel="blocked", emission="leave_out", warmup_epochs=0),
     "blocked_gibbs_global": dict(kernel="blocked", emission="global", phi_update="gibbs", warmup_epochs=0),
     "lag5_gibbs_global": dict(kernel="ancestor", emission="global", phi_update="gibbs", warmup_epochs=0),

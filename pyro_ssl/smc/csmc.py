@@ -275,7 +275,6 @@ def csmc_sweep(
     # Particles live flattened as rows b * P + p, so reordering them is one index_select.
     offsets = (torch.arange(B, device=device) * P).unsqueeze(-1)  # (B, 1)
     identity = torch.arange(P, device=device).expand(B, P)
-    zero_index = torch.zeros(B, dtype=torch.long, device=device)  # the reference's own slot
     log_P = math.log(P)
     # Two host syncs per sweep instead of one per step: before the shortest document ends
     # every step is active (no masking); after the longest ends the look-ahead stops.
@@ -284,7 +283,9 @@ def csmc_sweep(
         raise ValueError(f"lengths must be <= T={T} (the token width), got a length of {max_len}")
     # Sharing steps between resampled duplicates needs the survivor count on the host every
     # step: cheap on a CPU, a pipeline stall on a GPU.
-    dedup = device.type == "cpu"
+    # With adaptive resampling most particles keep their own ancestor, so the survivors rarely
+    # fall below the threshold and the count would be paid for nothing.
+    dedup = device.type == "cpu" and resample_below is None
     if uniforms is None:
         uniforms = GeneratorUniforms(B, P, generator=generator, device=device, dtype=dtype)
     num_resample = resampler.num_uniforms(P)
@@ -332,7 +333,7 @@ def csmc_sweep(
                     )
                     pinned = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
                 else:
-                    pinned = zero_index
+                    pinned = None  # the reference's own ancestor, 0
                 a = resampler.conditioned(log_w, u_res, pinned)
             if resample_below is not None:  # documents whose weights are still even keep their particles
                 carry = ess[t - 1] >= float(resample_below) * P  # (B,)
@@ -386,11 +387,16 @@ def csmc_sweep(
         r = metropolised_index(final_w, uniforms.final(), uniforms.final_accept())
     else:
         r = inverse_cdf(final_w, uniforms.final())  # drawn either way: the same stream with trace=False
-    path = _trace_back(topics, ancestors, r).squeeze(1).masked_fill(~mask, 0) if trace else None
+    particles = lineage = None
+    if diagnostics:  # every particle traced back; the returned path is one of them
+        particles, lineage = _trace_back(topics, ancestors, identity, return_lineage=True)
+        path = particles.gather(1, r.long().unsqueeze(-1).expand(B, 1, T)).squeeze(1)
+    elif trace:
+        path = _trace_back(topics, ancestors, r).squeeze(1)
+    path = path.masked_fill(~mask, 0) if trace else None
     result = SweepResult(path=path, log_Z=log_incr.sum(-1), log_incr=log_incr, ess=ess, log_weights=log_w,
                          chosen=r.squeeze(-1))
     if diagnostics:
-        particles, lineage = _trace_back(topics, ancestors, identity, return_lineage=True)
         result.particles = particles.masked_fill(~mask.unsqueeze(1), 0)
         result.num_ancestors = _count_distinct(lineage).masked_fill(~mask, 0)
     return result

@@ -73,24 +73,27 @@ def _strata(u: torch.Tensor, P: int) -> torch.Tensor:
     return (u + torch.arange(P, device=u.device, dtype=u.dtype)) / P
 
 
-def _pin_multinomial(cdf: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor) -> torch.Tensor:
+def _pin_multinomial(cdf: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor | None) -> torch.Tensor:
     a = search_cdf(cdf, u)
-    a[:, 0] = pinned
+    a[:, 0] = 0 if pinned is None else pinned
     return a
 
 
-def _pin_systematic(cdf: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor) -> torch.Tensor:
+def _pin_systematic(cdf: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor | None) -> torch.Tensor:
     # v uniform on the pinned ancestor's stretch [C_{k-1}, C_k) of the normalised CDF, then the
     # comb frac(v + p / P): point 0 falls in k's stretch, so particle 0's ancestor is k.
     P = cdf.shape[-1]
     total = cdf[:, -1:]
-    edges = torch.nn.functional.pad(cdf, (1, 0))  # (B, P + 1): C_{k-1} at k, C_k at k + 1
-    k = pinned.unsqueeze(-1)
-    lo, hi = edges.gather(-1, k), edges.gather(-1, k + 1)
-    v = (lo + u.to(cdf.dtype) * (hi - lo)) / total  # (B, 1)
+    if pinned is None:  # k = 0: the stretch is [0, C_0), the same numbers without the lookups
+        v = u.to(cdf.dtype) * cdf[:, :1] / total
+    else:
+        edges = torch.nn.functional.pad(cdf, (1, 0))  # (B, P + 1): C_{k-1} at k, C_k at k + 1
+        k = pinned.unsqueeze(-1)
+        lo, hi = edges.gather(-1, k), edges.gather(-1, k + 1)
+        v = (lo + u.to(cdf.dtype) * (hi - lo)) / total  # (B, 1)
     points = torch.frac(v + torch.arange(P, device=cdf.device, dtype=cdf.dtype) / P)
     a = search_cdf(cdf, points, total)
-    a[:, 0] = pinned  # round-off at the stretch's ends must not move the reference
+    a[:, 0] = 0 if pinned is None else pinned  # round-off at the stretch's ends must not move the reference
     return a
 
 
@@ -117,8 +120,9 @@ class Resampler:
     def __call__(self, log_weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return inverse_cdf(log_weights, self.points(u, log_weights.shape[-1]))
 
-    def conditioned(self, log_weights: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor) -> torch.Tensor:
-        """Ancestors ``(B, P)`` given particle 0's ancestor ``pinned`` ``(B,)`` long; ``u`` as for a call."""
+    def conditioned(self, log_weights: torch.Tensor, u: torch.Tensor, pinned: torch.Tensor | None) -> torch.Tensor:
+        """Ancestors ``(B, P)`` given particle 0's ancestor ``pinned`` ``(B,)`` long (``None``: 0, the
+        reference's own, as in plain conditional SMC); ``u`` as for a call."""
         if self.pin is None:
             raise ValueError(f"resampling scheme {self.name!r} has no conditional form")
         return self.pin(weights_cdf(log_weights), u, pinned)
