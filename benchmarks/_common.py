@@ -23,6 +23,13 @@ import torch
 SEED_SIZE = dict(D=200, T=100, P=10, K=50, H=64, V=5000)
 """The seed's size: 200 documents x 100 tokens, 10 particles, 50 topics, 64 hidden units, 5000 words."""
 
+#: fit's exact kernel before the tenth session of 2026-12-04 (10 particles, multinomial resampling,
+#: blocks of 20 every 10, adaptive resampling below 0.5, final path drawn from the weights). The
+#: benchmarks' named settings are relative to it, so the figures the docs quote for them still
+#: reproduce now that the default is another.
+FORMER_EXACT = dict(num_particles=10, resampling="multinomial", block_size=20, block_stride=10,
+                    block_resample_below=0.5, block_final_draw="gibbs")
+
 
 @dataclass
 class Timing:
@@ -104,7 +111,8 @@ def random_log_phi(K: int, V: int, seed: int = 0, beta: float = 0.1) -> torch.Te
     return (w.log() - w.sum(-1, keepdim=True).log()).float()
 
 
-SEED_ALGORITHM = dict(ancestor_lag=0, emission="global", init="uniform", init_steps=0, sweeps_per_epoch=1)
+SEED_ALGORITHM = dict(ancestor_lag=0, emission="global", init="uniform", init_steps=0, sweeps_per_epoch=1,
+                      resampling="multinomial")
 """The seed's E-step: plain CSMC (no ancestor sampling) under ``phi`` from all documents."""
 
 

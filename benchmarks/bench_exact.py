@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SEED_SIZE, load_average, machine_line, synthetic_corpus, table  # noqa: E402
+from _common import FORMER_EXACT, SEED_SIZE, load_average, machine_line, synthetic_corpus, table  # noqa: E402
 
 CONFIGS = {"seed": dict(preset="seed"), "heuristic": dict(preset="heuristic"),
            "blocked": dict(warmup_epochs=0, emission="leave_out"), "exact": dict(warmup_epochs=0),
@@ -76,6 +76,10 @@ CONFIGS = {"seed": dict(preset="seed"), "heuristic": dict(preset="heuristic"),
                                                   block_final_draw="metropolised"),
            "exact_sys_ess75_b14s7": dict(warmup_epochs=0, resampling="systematic", block_resample_below=0.75,
                                          block_size=14, block_stride=7)}
+# "exact" is fit's exact kernel of the day; the rest (but the presets) are relative to the one before
+# the tenth session (_common.FORMER_EXACT, "exact_former"), so the figures the docs quote reproduce.
+CONFIGS = {name: (c if name == "exact" or "preset" in c else {**FORMER_EXACT, **c}) for name, c in CONFIGS.items()}
+CONFIGS["exact_former"] = dict(warmup_epochs=0, **FORMER_EXACT)
 
 
 def make(name: str, tokens, lengths, V: int):
@@ -85,7 +89,8 @@ def make(name: str, tokens, lengths, V: int):
     from pyro_ssl.model import TopicalSSL
 
     s = SEED_SIZE
-    cfg = SSLConfig.from_flat(**{"K": s["K"], "hidden_size": s["H"], "num_particles": s["P"], "seed": 0, **CONFIGS[name]})
+    # The particles are each setting's own (the presets' and FORMER_EXACT's 10, the default's own).
+    cfg = SSLConfig.from_flat(**{"K": s["K"], "hidden_size": s["H"], "seed": 0, **CONFIGS[name]})
     return StochasticEM(TopicalSSL(s["K"], V, hidden_size=s["H"]), TokenShard(tokens, lengths, V=V), cfg)
 
 

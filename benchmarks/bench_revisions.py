@@ -74,7 +74,8 @@ DEFAULT_EPOCH = dict(num_particles=10, ancestor_lag=5, init="smc", emission="lea
 EXACT_EPOCH = dict(warmup_epochs=0, kernel="blocked", emission="collapsed", num_particles=10, block_size=20,
                    block_stride=10, block_lookahead=5, block_resample_below=0.5, resampling="multinomial",
                    batch_size=50, mstep_iters=5, init_steps=0, sweeps_per_epoch=1)
-"""``fit``'s exact default after its warm-up (as of 2026-12-04), pinned; needs the ``SSLConfig`` API."""
+"""``fit``'s exact default after its warm-up before the tenth session of 2026-12-04 (with the Gibbs final
+draw, pinned where a revision has ``block_final_draw``), pinned; needs the ``SSLConfig`` API."""
 
 KINDS = {
     "sweep": "sweep (csmc_sweep, lag 0)",
@@ -84,7 +85,7 @@ KINDS = {
 }
 REPORTED = ("num_particles", "ancestor_lag", "init", "emission", "batch_size", "mstep_iters", "resampling",
             "phi_update", "sweeps_per_epoch", "init_steps", "kernel", "block_size", "block_stride",
-            "block_lookahead", "block_resample_below")
+            "block_lookahead", "block_resample_below", "block_final_draw")
 WARM_DOCS = 50
 
 
@@ -176,7 +177,14 @@ def measure(kind, inner, new_api, SSLConfig, StochasticEM, TopicalSSL, random_lo
                 if kind == "epoch_seed":
                     cfg = SSLConfig.from_flat(preset="seed", K=K, hidden_size=H, seed=seed)
                 else:
-                    cfg = SSLConfig.from_flat(K=K, hidden_size=H, seed=seed, **settings)
+                    # What these settings meant before the tenth session's defaults (systematic
+                    # resampling, the Metropolised final draw), pinned where the revision has them.
+                    from pyro_ssl.config import settings as all_settings
+
+                    pins = {"resampling": "multinomial"}
+                    if any(x.name == "block_final_draw" for x in all_settings()):
+                        pins["block_final_draw"] = "gibbs"
+                    cfg = SSLConfig.from_flat(K=K, hidden_size=H, seed=seed, **{**pins, **settings})
                 return StochasticEM(model, TokenShard(tok, n, V=V), cfg)
             from pyro_ssl.infer.em import EMConfig
 

@@ -84,6 +84,10 @@ def run(kernel, prior, x, beta, start, sweeps, P, seed, lag=FULL_LAG):
     for _ in range(sweeps):
         n = counts_per_chain(z)
         if kernel.startswith("collapsed"):
+            if kernel.endswith("_metropolised"):
+                collapsed_sweep(kernel, prior, x, beta, z, n, P, g, future_lag=1, resample_below=0.75,
+                                resampling="systematic", final_draw="metropolised")
+                continue
             collapsed_sweep(kernel, prior, x, beta, z, n, P, g, future_lag=0 if kernel.endswith("_lag0") else None,
                             resample_below=0.5 if kernel.endswith("_adaptive") else None)
             continue
@@ -111,7 +115,7 @@ def run(kernel, prior, x, beta, start, sweeps, P, seed, lag=FULL_LAG):
 
 
 def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, minibatches=MINIBATCHES,
-                    future_lag=None, resample_below=None):
+                    future_lag=None, resample_below=None, resampling="multinomial", final_draw="gibbs"):
     """One collapsed E-step of every chain, minibatch by minibatch (:data:`MINIBATCHES`), in place.
 
     ``x``: ``(D, T)`` words shared by the chains or ``(C, D, T)`` each chain's own; ``z`` ``(C, D, T)``.
@@ -126,7 +130,10 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
     blocked kernel's (``None`` full; ``collapsed_blocked_lag0`` runs it with 0, the whole fixed
     future through its Metropolis-Hastings correction, folded into the same decision;
     ``collapsed_blocked_adaptive`` with adaptive resampling, ``resample_below=0.5``).
-    ``resample_below``: the blocked kernel's adaptive resampling (fit's ``block_resample_below``).
+    ``resample_below``: the blocked kernel's adaptive resampling (fit's ``block_resample_below``);
+    ``resampling``, ``final_draw``: its resampling scheme and final choice (``block_final_draw``;
+    ``collapsed_blocked_metropolised``: systematic, adaptive below 0.75, one scored future position,
+    the Metropolised final draw).
     """
     C, D, T = z.shape
     K, V = n.shape[-2:]
@@ -160,7 +167,8 @@ def collapsed_sweep(kernel, prior, x, beta, z, n, P, g, block_size=2, stride=1, 
             z[:, batch] = blocked_csmc_sweep(prior, dummy, flat_x, lengths, P, cur.reshape(C * S, T),
                                              block_size=block_size, stride=stride, generator=g,
                                              accept=accept, future_lag=future_lag, block_proposal=block_proposal,
-                                             resample_below=resample_below).path.view(C, S, T)
+                                             resample_below=resample_below, resampling=resampling,
+                                             final_draw=final_draw).path.view(C, S, T)
 
 
 def check_leave_out_formula(prior, x, beta, z):
@@ -205,7 +213,7 @@ def main(argv=None) -> int:
     p.add_argument("--sweeps", type=int, default=None)
     p.add_argument("--kernels", nargs="+", default=["gibbs", "leave_out", "smoothed"],
                    choices=["gibbs", "leave_out", "smoothed", "collapsed", "collapsed_blocked", "collapsed_blocked_lag0",
-                            "collapsed_blocked_adaptive"])
+                            "collapsed_blocked_adaptive", "collapsed_blocked_metropolised"])
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     chains = args.chains or (50_000 if args.quick else 200_000)

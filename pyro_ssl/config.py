@@ -210,24 +210,24 @@ class SamplerConfig:
         "mix), an integer L (an approximation: the reference's future is truncated after L steps; "
         "benchmarks/lag_bias.py measures its drift), or 'full' (exact PGAS, cost quadratic in length)"
     )
-    resampling: str = _opt("multinomial", "resampling scheme of the conditional sweeps, plain and blocked (one "
-                           "with a conditional form in pyro_ssl.smc.resampling: 'multinomial' or 'systematic')")
+    resampling: str = _opt("systematic", "resampling scheme of the conditional sweeps, plain and blocked (one "
+                           "with a conditional form in pyro_ssl.smc.resampling: 'systematic' or 'multinomial')")
     kernel: str = _opt("blocked", "E-step kernel after the warm-up: 'blocked' (exact blocked conditional SMC, "
                        "pyro_ssl.smc.blocked) or 'ancestor' (conditional SMC over whole documents with ancestor "
                        "sampling, see ancestor_lag)", choices=KERNELS)
-    block_size: int = _opt(20, "positions per block of the blocked kernel")
-    block_stride: int = _opt(10, "distance between block starts of the blocked kernel (<= block_size; smaller overlaps)")
+    block_size: int = _opt(16, "positions per block of the blocked kernel")
+    block_stride: int = _opt(8, "distance between block starts of the blocked kernel (<= block_size; smaller overlaps)")
     block_lookahead: int | str = _opt(
         5, "fixed-future positions the blocked kernel scores in every particle's weight: 'full' (all of them), "
         "or an integer L (the first L; the rest corrects the block's new path by a Metropolis-Hastings step that "
         "scores the proposed path only, the current path's terms being kept): exact either way, pyro_ssl.smc.blocked")
     block_final_draw: str = _opt(
-        "gibbs", "how each block of the blocked kernel picks its new path from the final particles: 'gibbs' (drawn "
+        "metropolised", "how each block of the blocked kernel picks its new path from the final particles: 'gibbs' (drawn "
         "from the weights) or 'metropolised' (another particle than the current path's proposed from the weights "
         "and accepted by Metropolis-Hastings; moves more often): exact either way, pyro_ssl.smc.csmc.metropolised_index",
         choices=FINAL_DRAWS)
     block_resample_below: float = _opt(
-        0.5, "adaptive resampling inside the blocked kernel's blocks: resample only when the particles' effective "
+        0.75, "adaptive resampling inside the blocked kernel's blocks: resample only when the particles' effective "
         "sample size falls below this fraction of num_particles, carrying the weights on otherwise (exact either "
         "way; fewer lineages collapse onto the current path, docs/learning.md); 1 resamples at every step")
 
@@ -360,12 +360,13 @@ GROUPS = {"model": ModelConfig, "sampler": SamplerConfig, "learning": LearningCo
 PRESETS: dict[str, dict[str, Any]] = {
     # The seed's configuration (measured in docs/learning.md): uniform start, plain CSMC with
     # 10 particles, every document swept under phi from all documents, one M-step per epoch.
-    "seed": dict(num_particles=10, kernel="ancestor", ancestor_lag=0, init="uniform", emission="global",
-                 batch_size=10**9, mstep_iters=1, warmup_epochs=0),
+    "seed": dict(num_particles=10, resampling="multinomial", kernel="ancestor", ancestor_lag=0, init="uniform",
+                 emission="global", batch_size=10**9, mstep_iters=1, warmup_epochs=0),
     # The default before 2026-12-03 (docs/learning.md): every epoch runs the fast heuristic
     # E-step that the default now uses only as its warm-up. Approximate: truncated look-ahead
     # and leave-out emissions; it learns better at equal epochs than the exact default.
-    "heuristic": dict(kernel="ancestor", ancestor_lag=5, emission="leave_out", warmup_epochs=0),
+    "heuristic": dict(num_particles=10, resampling="multinomial", kernel="ancestor", ancestor_lag=5,
+                      emission="leave_out", warmup_epochs=0),
 }
 
 
@@ -437,8 +438,12 @@ class SSLConfig:
                     raise ValueError(f"configuration group {g!r} must be a dict, got {part!r}")
                 flat.update(part)
             flat["seed"] = d.get("seed", 0)
-            return cls.from_flat(**flat)
-        return cls.from_flat(**d)
+        else:
+            flat = dict(d)
+        # Saved before the setting existed (2026-12-04): such a model chose its blocks' paths by
+        # the Gibbs draw, so that is what it continues with.
+        flat.setdefault("block_final_draw", "gibbs")
+        return cls.from_flat(**flat)
 
     def replace(self, **values) -> "SSLConfig":
         """A copy with some flat settings changed."""

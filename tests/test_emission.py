@@ -56,9 +56,10 @@ def test_collapsed_e_step_keeps_the_collapsed_posterior():
 def test_collapsed_blocked_e_step_keeps_the_collapsed_posterior():
     """The same acceptance after every block of the blocked kernel (blocks of 2, stride 1), as
     fit's default runs it (also with the whole future through the correction, and with adaptive
-    resampling inside the blocks). 40,000 chains, 4 sweeps: SE <= 0.0025."""
-    out, _ = measure(chains=40_000, sweeps=4,
-                     kernels=("collapsed_blocked", "collapsed_blocked_lag0", "collapsed_blocked_adaptive"))
+    resampling inside the blocks, and with systematic resampling and the Metropolised final draw).
+    40,000 chains, 4 sweeps: SE <= 0.0025."""
+    out, _ = measure(chains=40_000, sweeps=4, kernels=("collapsed_blocked", "collapsed_blocked_lag0",
+                                                       "collapsed_blocked_adaptive", "collapsed_blocked_metropolised"))
     for r in out.values():  # lag0: the fixed future enters through the same Metropolis-Hastings decision
         assert r["se"] <= 0.00251  # 0.5 / sqrt(40,000)
         assert r["z"] <= Z_SIGMA, out

@@ -173,9 +173,10 @@ def _geweke_collapsed(kernel, chains=4000, iters=15, seed=0, accept_all=False, *
     return est, expected, se
 
 
-@pytest.mark.parametrize("kernel,sweep_kw", [("collapsed_blocked", dict(resample_below=0.5, future_lag=1)),
-                                             ("collapsed_blocked", {}), ("collapsed", {})],
-                         ids=["collapsed_blocked_as_default", "collapsed_blocked", "collapsed"])
+@pytest.mark.parametrize("kernel,sweep_kw", [
+    ("collapsed_blocked", dict(resample_below=0.75, future_lag=1, resampling="systematic", final_draw="metropolised")),
+    ("collapsed_blocked", dict(resample_below=0.5, future_lag=1)), ("collapsed_blocked", {}), ("collapsed", {})],
+    ids=["collapsed_blocked_metropolised", "collapsed_blocked_adaptive", "collapsed_blocked", "collapsed"])
 def test_geweke_collapsed_e_step_as_fit_runs_it(kernel, sweep_kw):
     """fit's collapsed E-step (blocked or plain CSMC proposals under phi from outside the
     minibatch, sequential Metropolis-Hastings acceptance) keeps the joint p(z, x | theta).

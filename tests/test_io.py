@@ -213,3 +213,17 @@ def test_a_pickled_payload_in_a_checkpoint_is_refused_without_running(corpus, tm
     with pytest.raises(ValueError, match="not a readable pyro-ssl checkpoint"):
         pyro_ssl.SSL(**SMALL).fit(corpus, epochs=1, progress=False, checkpoint_dir=ck, resume=True)
     assert not marker.exists()
+
+
+def test_a_configuration_saved_before_block_final_draw_keeps_the_gibbs_draw(fitted):
+    """Models saved before ``block_final_draw`` existed chose their blocks' paths by the Gibbs draw,
+    and a loaded one continues so; a saved value is kept; a new configuration has today's default."""
+    from pyro_ssl.config import SSLConfig
+
+    d = fitted.config.to_dict()
+    assert SSLConfig.from_dict(d).sampler.block_final_draw == d["sampler"]["block_final_draw"]
+    del d["sampler"]["block_final_draw"]
+    assert SSLConfig.from_dict(d).sampler.block_final_draw == "gibbs"
+    flat = {k: v for k, v in fitted.config.flat().items() if k != "block_final_draw"}
+    assert SSLConfig.from_dict(flat).sampler.block_final_draw == "gibbs"
+    assert SSLConfig().sampler.block_final_draw == "metropolised"
