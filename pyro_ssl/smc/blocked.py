@@ -109,10 +109,12 @@ def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, fu
 REST_WINDOW = 256
 """Positions the correction's LSTM passes cover per call (bounds their memory on long documents)."""
 
-_WINDOW_QUANTUM = 8
+_WINDOW_QUANTUM = 32
 """A pass's last, partial window is padded to a multiple of this many positions: oneDNN keeps a
 compiled LSTM for every sequence length it meets (one per length up to REST_WINDOW took 20 MB
-more peak memory on a 5,000-token document)."""
+more peak memory on a 5,000-token document; a multiple of 8 saved 1-2% of an exact epoch at the
+seed size but took a 20,000-token document's exact epoch to 499 MB against 486 MB,
+``benchmarks/memory.py --exact --tokens 20000 --score-particles 100``, 2026-12-04)."""
 
 
 def _path_log_probs(prior: LSTMPrior, state: LSTMState, last: torch.Tensor, path: torch.Tensor,
