@@ -286,6 +286,7 @@ def csmc_sweep(
     # With adaptive resampling most particles keep their own ancestor, so the survivors rarely
     # fall below the threshold and the count would be paid for nothing.
     dedup = device.type == "cpu" and resample_below is None
+    skip_if_carried = device.type == "cpu"
     if uniforms is None:
         uniforms = GeneratorUniforms(B, P, generator=generator, device=device, dtype=dtype)
     num_resample = resampler.num_uniforms(P)
@@ -323,29 +324,41 @@ def csmc_sweep(
         if t == 0:
             a = identity
         else:
-            u_res = uniforms.resample(t, num_resample)
-            if reference is None:
-                a = resampler(log_w, u_res)
-            else:
-                if lag > 0:
-                    look = _lookahead_log_prob(
-                        prior, weights, state, log_pi.view(B, P, K), ref_rows, mask, t, min(t + lag, max_len), min_len
-                    )
-                    pinned = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
-                else:
-                    pinned = None  # the reference's own ancestor, 0
-                a = resampler.conditioned(log_w, u_res, pinned)
+            u_res = uniforms.resample(t, num_resample)  # taken either way: the same stream
             if resample_below is not None:  # documents whose weights are still even keep their particles
                 carry = ess[t - 1] >= float(resample_below) * P  # (B,)
-                a = torch.where(carry.unsqueeze(-1), identity, a)
-            if t >= min_len:  # padding steps keep every particle where it is
-                a = torch.where(active.unsqueeze(-1), a, identity)
-            flat = (a + offsets).view(-1)
-            if step_first:
-                log_pi = log_pi.index_select(0, flat)
-                state = LSTMState(state.h.index_select(0, flat), state.c.index_select(0, flat))
+                still = carry if t < min_len else carry | ~active
+                # Most steps of adaptive resampling resample no document at all: then every
+                # ancestor is its own particle, so skip the draw (a host read, so on a CPU only).
+                all_carry = skip_if_carried and bool(still.all())
             else:
-                log_pi, state = _step_resampled(prior, weights, z_prev, state, flat, dedup)
+                all_carry = False
+            if all_carry:
+                a = identity
+                log_pi, state = prior.step(z_prev, state, weights)  # step_first is False here
+            else:
+                if reference is None:
+                    a = resampler(log_w, u_res)
+                else:
+                    if lag > 0:
+                        look = _lookahead_log_prob(
+                            prior, weights, state, log_pi.view(B, P, K), ref_rows, mask, t, min(t + lag, max_len),
+                            min_len
+                        )
+                        pinned = inverse_cdf(log_w + look, uniforms.ancestor(t)).squeeze(-1)
+                    else:
+                        pinned = None  # the reference's own ancestor, 0
+                    a = resampler.conditioned(log_w, u_res, pinned)
+                if resample_below is not None:
+                    a = torch.where(carry.unsqueeze(-1), identity, a)
+                if t >= min_len:  # padding steps keep every particle where it is
+                    a = torch.where(active.unsqueeze(-1), a, identity)
+                flat = (a + offsets).view(-1)
+                if step_first:
+                    log_pi = log_pi.index_select(0, flat)
+                    state = LSTMState(state.h.index_select(0, flat), state.c.index_select(0, flat))
+                else:
+                    log_pi, state = _step_resampled(prior, weights, z_prev, state, flat, dedup)
         # Fully adapted proposal and weight from one exp: gamma = pi * phi[:, x_t] is shifted by
         # its row max, its running sum is both the sampling CDF and (last entry) alpha. log_pi
         # is this step's own buffer (fresh from the step or the reordering), so it is reused.
