@@ -41,3 +41,52 @@ def test_dropout_masks_equal_the_float_formula(dtype, p):
     got = dropout_masks(prior, ids, lengths, 20, 0, "dropout", 4)
     assert got.embed.dtype == dtype
     assert torch.equal(torch.cat([got.embed, got.hidden], -1), want)
+
+
+@pytest.mark.parametrize("resampling,final_draw", [("systematic", "metropolised"), ("multinomial", "gibbs")])
+def test_skipping_steps_where_every_document_carries_gives_the_same_draws(monkeypatch, resampling, final_draw):
+    """Under adaptive resampling a step where no document resamples skips the resampling draw and
+    the reordering (``csmc.SKIP_IF_ALL_CARRY``). With it and without it, conditional and plain
+    sweeps over documents of different lengths (some ending early, so padding steps count as
+    carried) give the same paths, weights and increments bit for bit, from a generator (the same
+    stream: the uniforms are taken either way) and from keyed uniforms; and steps are skipped."""
+    from pyro_ssl.smc import csmc
+    from pyro_ssl.smc.resampling import Resampler
+    from pyro_ssl.smc.uniforms import KeyedUniforms
+
+    prior, log_phi = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    B, T, P = 8, 12, 5
+    x = torch.randint(log_phi.shape[1], (B, T), generator=g)
+    lengths = torch.randint(3, T + 1, (B,), generator=g)
+    ref = torch.randint(prior.K, (B, T), generator=g)
+    draws = []
+    real = csmc.get_resampler(resampling)
+
+    def counted(fn):  # counts the steps that draw ancestors
+        def wrapper(*a):
+            draws.append(1)
+            return fn(*a)
+        return wrapper
+
+    counting = Resampler(real.name, real.num_uniforms, counted(real.points), counted(real.pin))
+
+    def run(skip, reference, keyed):
+        monkeypatch.setattr(csmc, "SKIP_IF_ALL_CARRY", skip)
+        u = KeyedUniforms(3, torch.arange(B), lengths, T, P, (1,)) if keyed else None
+        kw = dict(final_draw=final_draw) if reference is not None else {}
+        return csmc.csmc_sweep(prior, log_phi, x, lengths, P, reference, resampling=counting, uniforms=u,
+                               generator=torch.Generator().manual_seed(7), resample_below=0.95, diagnostics=True,
+                               trace=True, **kw)
+
+    for reference in (ref, None):
+        for keyed in (False, True):
+            del draws[:]
+            fast = run(True, reference, keyed)
+            n_fast = len(draws)
+            del draws[:]
+            slow = run(False, reference, keyed)
+            assert len(draws) == T - 1 and 0 < n_fast < T - 1, (len(draws), n_fast)  # some steps skipped
+            for name in ("path", "log_Z", "log_incr", "ess", "log_weights", "num_ancestors"):
+                a, b = getattr(fast, name), getattr(slow, name)
+                assert (a is None and b is None) or torch.equal(a, b), name

@@ -110,6 +110,11 @@ def _lookahead_log_prob(
     return total
 
 
+SKIP_IF_ALL_CARRY = True
+"""Under adaptive resampling, skip a step's ancestor draw and reordering when every document carries
+its weights on (the same draws: every ancestor is then its own particle). Needs a host read per
+step, so only on a CPU."""
+
 DEDUP_MAX_SURVIVORS = 0.85
 """Step only the resampled survivors when at most this share of particles survives."""
 
@@ -286,7 +291,7 @@ def csmc_sweep(
     # With adaptive resampling most particles keep their own ancestor, so the survivors rarely
     # fall below the threshold and the count would be paid for nothing.
     dedup = device.type == "cpu" and resample_below is None
-    skip_if_carried = device.type == "cpu"
+    skip_if_carried = SKIP_IF_ALL_CARRY and device.type == "cpu"
     if uniforms is None:
         uniforms = GeneratorUniforms(B, P, generator=generator, device=device, dtype=dtype)
     num_resample = resampler.num_uniforms(P)
