@@ -1,8 +1,10 @@
 """Data-parallel throughput: documents per second of the E-step + M-step for 1 and 2 processes.
 
 Runs :func:`pyro_ssl.distributed.fit_distributed` on a synthetic Zipf corpus written as an
-on-disk corpus, once with world size 1 (no process group) and once with 2 ``gloo``
-processes on localhost (``torch.multiprocessing.spawn``), one thread per process. The first
+on-disk corpus, once with world size 1 (no process group), then with 2 processes as
+``fit(..., workers=2)`` starts them (:func:`~pyro_ssl.distributed.fit_workers`: a gloo group, the
+hot sums in shared memory; row "shared"), and with 2 processes whose every sum goes through gloo
+over localhost (row "gloo"), one thread per process. The first
 epoch includes the initial paths, so the timed figure is the mean over the later epochs
 (``--epochs`` minus one); ``comm`` is the time inside ``all_reduce`` (it includes waiting for
 the slower rank, so it also measures load imbalance). The table also gives the
@@ -60,7 +62,7 @@ def _summarise(history, args) -> dict:
     }
 
 
-def _worker(rank, world_size, port, data_dir, kwargs, out):
+def _worker(rank, world_size, port, data_dir, kwargs, out, device):
     import torch.distributed as dist
 
     from pyro_ssl.data.ondisk import OnDiskCorpus
@@ -69,7 +71,8 @@ def _worker(rank, world_size, port, data_dir, kwargs, out):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
-        fit = fit_distributed(OnDiskCorpus.open(data_dir), **kwargs)
+        # The device named, not fit_distributed's default (cuda:LOCAL_RANK where a GPU is present).
+        fit = fit_distributed(OnDiskCorpus.open(data_dir), **kwargs, device=device)
         torch.save(fit.history, os.path.join(out, f"hist{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -113,6 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--processes", default="1,2", help="comma-separated world sizes (gloo, localhost)")
     ap.add_argument("--device", default="cpu", help="cuda: world size 1 only (one GPU here)")
+    ap.add_argument("--transports", default="shared,gloo",
+                    help="for world sizes > 1: 'shared' (fit_workers: sums in shared memory), 'gloo' (every sum "
+                         "over localhost), or both")
     ap.add_argument("--quick", action="store_true", help="200 documents, 2 epochs")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
@@ -120,7 +126,7 @@ def main(argv=None) -> int:
         args.docs, args.epochs = 200, 2
     torch.set_num_threads(1)
     from pyro_ssl.data.ondisk import write_ondisk
-    from pyro_ssl.distributed import fit_distributed
+    from pyro_ssl.distributed import fit_distributed, fit_workers
 
     print(machine_line(1))
     print(f"corpus: {args.docs} docs x {args.length} tokens, V={args.V}; K={args.K}, H={args.hidden}, "
@@ -146,14 +152,25 @@ def main(argv=None) -> int:
                 continue
             if args.device != "cpu":
                 continue
-            mp.spawn(_worker, args=(W, _free_port(), data_dir, kwargs, tmp), nprocs=W, join=True)
-            wall = time.perf_counter() - t0
-            hists = [torch.load(os.path.join(tmp, f"hist{r}.pt"), weights_only=False) for r in range(W)]
-            s = [_summarise(h, args) for h in hists]
-            # ranks run in lock-step; report rank 0, comm as the max over ranks
-            row = dict(processes=W, device="cpu", load_before=load0, load_after=load_average(), wall=wall, **s[0])
-            row["comm_seconds"] = max(x["comm_seconds"] for x in s)
-            rows.append(row)
+            for transport in args.transports.split(","):
+                load0 = load_average()
+                t0 = time.perf_counter()
+                if transport == "shared":
+                    fit = fit_workers(data_dir, W, **kwargs)
+                    wall = time.perf_counter() - t0
+                    s = [_summarise(fit.history, args)]  # rank 0's
+                elif transport == "gloo":
+                    mp.spawn(_worker, args=(W, _free_port(), data_dir, kwargs, tmp, args.device), nprocs=W, join=True)
+                    wall = time.perf_counter() - t0
+                    s = [_summarise(torch.load(os.path.join(tmp, f"hist{r}.pt"), weights_only=False), args)
+                         for r in range(W)]
+                else:
+                    raise SystemExit(f"--transports: 'shared' or 'gloo', got {transport!r}")
+                # ranks run in lock-step; report rank 0, comm as the max over the ranks reported
+                row = dict(processes=W, device=f"cpu, {transport}", load_before=load0, load_after=load_average(),
+                           wall=wall, **s[0])
+                row["comm_seconds"] = max(x["comm_seconds"] for x in s)
+                rows.append(row)
         for r in rows:
             r["batch_size"] = args.batch_size if not args.batch_per_process else args.batch_per_process * r["processes"]
     vol = comm_volume(args)

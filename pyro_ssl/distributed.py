@@ -34,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,10 +50,83 @@ from .estimator import SSL
 from .infer.em import StochasticEM
 from .infer.reduce import Reducer
 
-__all__ = ["DistContext", "DistributedFit", "fit_distributed", "fit_workers", "init_distributed", "main", "build_parser"]
+__all__ = ["DistContext", "DistributedFit", "SharedSums", "fit_distributed", "fit_workers", "init_distributed", "main", "build_parser"]
 
 
 # ---------------------------------------------------------------------------- process group
+class SharedSums:
+    """All-reduce for the processes of one machine: slots in shared memory and one barrier.
+
+    Each rank copies its tensor into its slot, waits at a barrier (one byte over a pipe to rank 0
+    and back), then adds every slot in rank order, so every rank holds the same bits. The exact
+    E-step meets after every block and the M-step after every gradient step; a gloo all-reduce
+    over localhost takes over a millisecond whatever its size, this about a pipe round trip
+    (``benchmarks/bench_distributed.py`` prints both). Two slot sets used in turn mean a rank
+    never overwrites a slot another rank may still read: before writing set ``k`` again, every
+    rank has passed the barrier of the call in between, so has finished reading set ``k``.
+
+    Made once by the launching process (:func:`fit_workers`) and handed to each process it
+    starts, which calls :meth:`for_rank`. Tensors larger than ``capacity`` bytes, on another
+    device or not contiguous go through the process group instead (:meth:`reduce` returns
+    ``False``), which every rank decides alike since all pass the same shapes.
+    """
+
+    def __init__(self, workers: int, capacity: int = 1 << 20):
+        self.workers, self.capacity, self.rank = int(workers), int(capacity) // 8 * 8, None
+        self.slots = torch.zeros(2, self.workers, self.capacity, dtype=torch.uint8).share_memory_()
+        ctx = mp.get_context("spawn")
+        self._pipes = [ctx.Pipe() for _ in range(self.workers - 1)]  # rank 0's end, rank r's end
+        self._calls = 0
+
+    def for_rank(self, rank: int) -> "SharedSums":
+        """This process's view (rank ``rank``); it keeps only its own pipe ends."""
+        self.rank = int(rank)
+        if self.rank == 0:
+            self._ends = [hub for hub, _ in self._pipes]
+        else:
+            self._ends = [self._pipes[self.rank - 1][1]]
+        self._pipes = None
+        return self
+
+    def close_parent_ends(self) -> None:
+        """Called in the launcher once the processes started: its copies of the pipes are closed,
+        so a rank that dies ends the others' waits (end of file) instead of hanging them."""
+        for a, b in self._pipes:
+            a.close()
+            b.close()
+
+    def _barrier(self) -> None:
+        if self.rank == 0:
+            for end in self._ends:
+                end.recv_bytes()
+            for end in self._ends:
+                end.send_bytes(b"")
+        else:
+            self._ends[0].send_bytes(b"")
+            self._ends[0].recv_bytes()
+
+    def reduce(self, t: torch.Tensor, op: str = "sum") -> bool:
+        """``t`` (CPU, contiguous, at most ``capacity`` bytes) replaced by its sum (or ``"max"``)
+        over ranks; ``False`` (``t`` untouched) when it does not fit here."""
+        nbytes = t.numel() * t.element_size()
+        if t.device.type != "cpu" or not t.is_contiguous() or nbytes > self.capacity or t.dtype == torch.bool:
+            return False
+        if nbytes == 0:
+            return True
+        slots = self.slots[self._calls % 2, :, :nbytes]
+        self._calls += 1
+        slots[self.rank].view(t.dtype).copy_(t.view(-1))
+        self._barrier()
+        out = slots[0].view(t.dtype).clone()
+        for r in range(1, self.workers):
+            if op == "sum":
+                out += slots[r].view(t.dtype)
+            else:
+                torch.maximum(out, slots[r].view(t.dtype), out=out)
+        t.view(-1).copy_(out)
+        return True
+
+
 @dataclass
 class DistContext(Reducer):
     """Where this process stands (rank, world size, device), and the reducer over the group."""
@@ -64,28 +138,34 @@ class DistContext(Reducer):
     backend: str | None = None
     owns_group: bool = False
     seconds: float = 0.0  # time spent in collectives
+    shared: SharedSums | None = None  # one machine's processes: sums in shared memory
+    calls: list = field(default_factory=lambda: [0, 0])  # sums through shared memory, through the group
 
     @property
     def active(self) -> bool:
         return self.world_size > 1
 
-    def _collective(self, t: torch.Tensor, fn) -> torch.Tensor:
+    def _collective(self, t: torch.Tensor, fn, op: str | None = None) -> torch.Tensor:
         if not self.active:
             return t
         t0 = time.perf_counter()
-        # nccl reduces device tensors only; gloo host ones too.
-        buf = t.to(self.device) if self.backend == "nccl" and t.device != self.device else t
-        fn(buf)
-        if buf is not t:
-            t.copy_(buf)
+        if op is not None and self.shared is not None and self.shared.reduce(t, op):
+            self.calls[0] += 1
+        else:
+            # nccl reduces device tensors only; gloo host ones too.
+            buf = t.to(self.device) if self.backend == "nccl" and t.device != self.device else t
+            fn(buf)
+            if buf is not t:
+                t.copy_(buf)
+            self.calls[1] += 1
         self.seconds += time.perf_counter() - t0
         return t
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
-        return self._collective(t, lambda b: dist.all_reduce(b, op=dist.ReduceOp.SUM))
+        return self._collective(t, lambda b: dist.all_reduce(b, op=dist.ReduceOp.SUM), "sum")
 
     def max(self, t: torch.Tensor) -> torch.Tensor:
-        return self._collective(t, lambda b: dist.all_reduce(b, op=dist.ReduceOp.MAX))
+        return self._collective(t, lambda b: dist.all_reduce(b, op=dist.ReduceOp.MAX), "max")
 
     def broadcast(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
         return self._collective(t, lambda b: dist.broadcast(b, src))
@@ -209,15 +289,20 @@ class DistributedFit:
 def _epoch_logger(ctx: DistContext, log, progress: bool, ssl: SSL):
     """The estimator's epoch hook (record, checkpoint) with rank 0's log line and JSON log as its callback."""
 
+    last = [0.0, 0, 0]  # the totals at the previous epoch's end: the entry gets this epoch's share
+
     def report(_, entry: dict) -> bool:
-        entry["comm_seconds"] = ctx.seconds
+        now = [ctx.seconds, *ctx.calls]
+        entry["comm_seconds"], entry["comm_calls_shared"], entry["comm_calls_group"] = \
+            (x - y for x, y in zip(now, last))
+        last[:] = now
         if ctx.is_main and log is not None:
             Path(log).parent.mkdir(parents=True, exist_ok=True)
             with open(log, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
         if ctx.is_main and progress:
             print(f"epoch {entry['epoch']:3d}  logp/tok {entry['log_joint_per_token']:.4f}  {entry['seconds']:.2f}s "
-                  f"({entry['docs_per_second']:.1f} docs/s, comm {ctx.seconds:.2f}s)  world {ctx.world_size}", flush=True)
+                  f"({entry['docs_per_second']:.1f} docs/s, comm {entry['comm_seconds']:.2f}s)  world {ctx.world_size}", flush=True)
         return False
 
     return ssl._epoch_hook(None, 1, 0, report)
@@ -241,6 +326,7 @@ def fit_distributed(
     log=None,
     progress: bool = False,
     return_paths: bool = False,
+    shared: SharedSums | None = None,
     **settings,
 ) -> DistributedFit:
     """Fit a Topical SSL data-parallel over ``world_size`` processes (or 1).
@@ -259,6 +345,8 @@ def fit_distributed(
         log: rank 0 appends one JSON line per epoch to this file.
         progress: rank 0 prints one line per epoch.
         return_paths: gather every document's path onto every rank at the end.
+        shared: this rank's :class:`SharedSums` when every process runs on this machine
+            (:func:`fit_workers` passes it): the frequent small sums then skip the network.
     """
     if K is not None:
         settings["K"] = K
@@ -276,6 +364,11 @@ def fit_distributed(
     if ssl.config.learning.init == "hmm":
         raise ValueError("init='hmm' fits an HMM on all documents in one process; use 'smc' or 'uniform' here")
     ctx = init_distributed(rank, world_size, backend=backend, init_method=init_method, device=device)
+    if shared is not None and ctx.active:
+        if shared.workers != ctx.world_size or shared.rank != ctx.rank:
+            raise ValueError(f"shared sums are for rank {shared.rank} of {shared.workers}, this is rank {ctx.rank} "
+                             f"of {ctx.world_size}")
+        ctx.shared = shared
     try:
         ssl.device = ctx.device
         corpus = _open_data(data, vocab_size)
@@ -305,13 +398,14 @@ def fit_distributed(
             dist.destroy_process_group()
 
 
-_RUN_KEYS = {"dtype", "checkpoint_dir", "resume", "progress", "log", "return_paths", "device", "backend"}
+_RUN_KEYS = {"dtype", "checkpoint_dir", "resume", "progress", "log", "return_paths", "device", "backend", "shared"}
 """Arguments of :func:`fit_distributed` that are not settings of :class:`~pyro_ssl.SSL`."""
 
 
-def _local_worker(rank: int, workers: int, init_method: str, data_dir: str, out: str, kwargs: dict) -> None:
+def _local_worker(rank: int, workers: int, init_method: str, data_dir: str, out: str, kwargs: dict,
+                  shared: SharedSums | None) -> None:
     fit_distributed(data_dir, rank=rank, world_size=workers, init_method=init_method, backend="gloo",
-                    device="cpu", out=out, **kwargs)
+                    device="cpu", out=out, shared=None if shared is None else shared.for_rank(rank), **kwargs)
 
 
 def fit_workers(data, workers: int, K: int | None = None, epochs: int | None = None, *,
@@ -323,6 +417,8 @@ def fit_workers(data, workers: int, K: int | None = None, epochs: int | None = N
     is one), every process sweeps its shard, and rank 0's saved model is loaded back. With
     every random choice keyed by document the result is the model ``workers=1`` gives (paths,
     counts and ``phi`` equal; LSTM weights up to the order of floating-point gradient sums).
+    The process group is gloo's; the frequent small sums (after every block of the exact E-step
+    and every gradient step) go through shared memory (:class:`SharedSums`).
     Each process runs its hot loops on one thread (:mod:`pyro_ssl.runtime`), so ``workers``
     is the number of cores used.
 
@@ -347,7 +443,18 @@ def fit_workers(data, workers: int, K: int | None = None, epochs: int | None = N
         out = os.path.join(tmp, "model")
         # A file rendezvous: no port to pick, nothing on the network.
         init_method = "file://" + os.path.join(tmp, "rendezvous")
-        mp.spawn(_local_worker, args=(workers, init_method, str(corpus.path), out, kwargs), nprocs=workers, join=True)
+        try:
+            shared = SharedSums(workers)
+        except (RuntimeError, OSError) as e:  # no room in /dev/shm, say: the same sums over gloo
+            warnings.warn(f"shared memory for the workers' sums is not available ({e}); every sum goes through "
+                          "gloo, which is slower", RuntimeWarning, stacklevel=2)
+            shared = None
+        procs = mp.spawn(_local_worker, args=(workers, init_method, str(corpus.path), out, kwargs, shared),
+                         nprocs=workers, join=False)
+        if shared is not None:
+            shared.close_parent_ends()
+        while not procs.join():
+            pass
         return SSL.load(out)
 
 

@@ -320,14 +320,67 @@ def test_documented_launch_commands_parse():
         build_parser().parse_args(args[args.index("pyro_ssl.distributed") + 1 :])
 
 
+def _shared_sums_worker(rank, shared, calls, out_dir):
+    import time
+
+    shared = shared.for_rank(rank)
+    got = []
+    for c in range(calls):
+        g = torch.Generator().manual_seed(1000 * c + rank)
+        n = int(torch.randint(1, 40_000, (1,), generator=torch.Generator().manual_seed(c)))  # same size on every rank
+        t = torch.randn(n, generator=g, dtype=torch.float64)
+        op = "max" if c % 5 == 4 else "sum"
+        if c % 3 == rank:  # one rank late now and then: the others run ahead into the next call
+            time.sleep(0.002)
+        assert shared.reduce(t, op)
+        got.append(t)
+    i = torch.arange(6, dtype=torch.int64) * (rank + 1)
+    assert shared.reduce(i)
+    too_big = torch.ones(shared.capacity // 8 + 1, dtype=torch.float64)
+    assert not shared.reduce(too_big) and bool((too_big == 1).all())  # left for the process group
+    assert not shared.reduce(torch.ones(4, 4, dtype=torch.float64).t()[0])  # not contiguous
+    torch.save({"got": got, "ints": i}, os.path.join(out_dir, f"sums{rank}.pt"))
+
+
+def test_shared_memory_sums_equal_the_plain_sum_on_every_rank(tmp_path):
+    """:class:`SharedSums` over 3 processes: every call's result is the rank-ordered sum (or max),
+    bit for bit on every rank, with ranks arriving late in turn. Planted bug: one slot set instead
+    of two (a fast rank writes its next call into a slot a slow rank still reads) fails here."""
+    from pyro_ssl.distributed import SharedSums
+
+    W, calls = 3, 150
+    shared = SharedSums(W)
+    procs = mp.spawn(_shared_sums_worker, args=(shared, calls, str(tmp_path)), nprocs=W, join=False)
+    shared.close_parent_ends()
+    while not procs.join():
+        pass
+    res = [torch.load(tmp_path / f"sums{r}.pt") for r in range(W)]
+    for c in range(calls):
+        n = int(torch.randint(1, 40_000, (1,), generator=torch.Generator().manual_seed(c)))
+        parts = [torch.randn(n, generator=torch.Generator().manual_seed(1000 * c + r), dtype=torch.float64)
+                 for r in range(W)]
+        want = parts[0].clone()
+        for p in parts[1:]:
+            want = torch.maximum(want, p) if c % 5 == 4 else want + p
+        for r in range(W):
+            assert torch.equal(res[r]["got"][c], want), (c, r)
+    for r in range(W):
+        assert torch.equal(res[r]["ints"], torch.arange(6) * 6)
+
+
 def test_fit_with_workers_returns_the_one_process_model(tmp_path):
-    """``pyro_ssl.fit(..., workers=2)`` (two gloo processes) gives the model of ``workers=1``."""
+    """``pyro_ssl.fit(..., workers=2)`` (two gloo processes, the hot sums in shared memory) gives
+    the model of ``workers=1``."""
     import pyro_ssl
 
     docs = _corpus()
     kw = dict(SETTINGS, dtype=torch.float64, vocab_size=15, progress=False)
     one = pyro_ssl.fit(docs, **kw)
     two = pyro_ssl.fit(docs, workers=2, **kw)
+    # After the start every sum went through shared memory; counted per epoch (two epochs of the
+    # same minibatch layout make the same calls), not since the start.
+    calls = [(e["comm_calls_shared"], e["comm_calls_group"]) for e in two.history]
+    assert calls[1] == calls[2] and calls[2][0] > 0 and calls[2][1] == 0, calls
     assert torch.equal(one.log_phi, two.log_phi)
     for name, w in one.model.state_dict().items():
         assert torch.allclose(w, two.model.state_dict()[name], atol=1e-10, rtol=0), name
