@@ -185,13 +185,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("extra", [dict(preset="heuristic"), dict(warmup_epochs=1, block_size=5, block_stride=3)],
+@pytest.mark.parametrize("extra", [dict(preset="heuristic"),
+                                   dict(warmup_epochs=1, block_size=5, block_stride=3, batch_size=11)],
                          ids=["heuristic", "default-warmup-then-exact"])
 def test_two_gloo_processes_match_ssl_fit_in_one_process(tmp_path, extra):
     """The heuristic E-step, and the default: one warm-up epoch, then the exact blocked collapsed
-    E-step, where every rank takes part in every acceptance decision of the global minibatch
-    (documents of different lengths on the two ranks: different block counts; groups of 5 of
-    each minibatch of 7, a quarter of the 23 documents)."""
+    E-step, where every rank takes part in every acceptance decision of the global minibatch and
+    sweeps an even share of it, whichever rank stores the documents (documents of different
+    lengths: different block counts; groups of 5, 5 and 1 of each minibatch of 11 and 11, a
+    quarter of the 23 documents, and a last minibatch of 1: a rank with no share)."""
     from pyro_ssl import SSL
     from pyro_ssl.data.ondisk import write_ondisk
     from pyro_ssl.io import CHECKPOINT_FILE

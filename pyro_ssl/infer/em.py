@@ -186,16 +186,42 @@ class StochasticEM:
     def _batch(self, local: torch.Tensor):
         return self.shard.padded(local, device=self.device)
 
-    def _global_width(self, gidx, x, n):
-        """``(x, n)`` padded to the global minibatch's longest document (empty if ``x`` is ``None``),
-        so every rank runs the same block grid and so the same collective acceptance steps."""
-        Tg = int(self.global_lengths[gidx].max())
-        if x is None:
-            return (torch.zeros(0, Tg, dtype=torch.long, device=self.device),
-                    torch.zeros(0, dtype=torch.long, device=self.device))
-        if x.shape[1] < Tg:
-            x = torch.nn.functional.pad(x, (0, Tg - x.shape[1]))
-        return x, n
+    def _group(self, gidx):
+        """``(words, paths)`` ``(Bg, Tg)`` long of the global group ``gidx`` on every rank: documents
+        in visit order, padded to the group's longest (0 after each document's end). Each rank fills
+        in the documents it holds of one summed buffer."""
+        Bg, Tg = len(gidx), int(self.global_lengths[gidx].max())
+        buf = torch.zeros(2, Bg, Tg, dtype=torch.long, device=self.device)
+        held = ((gidx >= self.lo) & (gidx < self.hi)).nonzero().squeeze(1)
+        if len(held):
+            local = gidx[held] - self.lo
+            x, _ = self._batch(local)
+            buf[0, held.to(self.device), : x.shape[1]] = x.long()
+            buf[1, held.to(self.device), : x.shape[1]] = self.get_paths(local, x.shape[1])
+        words, paths = self.reducer.sum(buf).unbind(0)
+        return words, paths
+
+    def _share(self, B: int) -> tuple[int, int]:
+        """``[lo, hi)``: the rows of a global group or minibatch of ``B`` documents this rank works on.
+        An even split whichever process stores them, so no rank waits for one with more."""
+        return shard_bounds(B, self.reducer.rank, self.reducer.world_size)
+
+    def _shared_paths(self, gidx, groups):
+        """``(mine, z (B, T), n (B,))`` for the M-step: this rank's share of the minibatch ``gidx``
+        (:meth:`_share`), with paths from ``groups`` (its groups' ``(ids, paths)`` after the E-step,
+        held by every rank), cut to the longest of the share."""
+        lo, hi = self._share(len(gidx))
+        n = self.global_lengths[gidx[lo:hi]].to(self.device)
+        T = int(n.max()) if hi > lo else 1
+        z = torch.zeros(hi - lo, T, dtype=torch.long, device=self.device)
+        start = 0
+        for ids, paths in groups:
+            a, b = max(lo, start), min(hi, start + len(ids))
+            if a < b:
+                w = min(T, paths.shape[1])
+                z[a - lo : b - lo, :w] = paths[a - start : b - start, :w]
+            start += len(ids)
+        return gidx[lo:hi], z.masked_fill_(~length_mask(n, T), 0), n
 
     def _refresh_phi(self, key: tuple) -> None:
         beta, dtype = self.model.beta, self.model.prior.dtype
@@ -250,7 +276,7 @@ class StochasticEM:
         self._refresh_phi((-1,))
         for it in range(self.learning.init_steps):
             for mb, (gidx, mine, local) in enumerate(self._minibatches(-1 - it)):
-                self._mstep_minibatch(gidx, mine, local, (-1 - it, mb))
+                self._mstep_minibatch(gidx, mine, *self._shard_paths(local), (-1 - it, mb))
 
     def _local_counts(self) -> torch.Tensor:
         K, V = self.model.K, self.model.V
@@ -261,15 +287,19 @@ class StochasticEM:
         return counts
 
     # ------------------------------------------------------------------ steps
-    def _mstep_minibatch(self, gidx, mine, local, key: tuple) -> float:
-        prior = self.model.prior
-        total_tokens = int(self.global_lengths[gidx].sum())
+    def _shard_paths(self, local):
+        """``(z (B, T), n (B,))``: the stored paths and lengths of shard-local documents ``local``."""
         if len(local):
             x, n = self._batch(local)
-            z = self.get_paths(local, x.shape[1])
-        else:
-            n = torch.zeros(0, dtype=torch.long, device=self.device)
-            z = torch.zeros(0, 1, dtype=torch.long, device=self.device)
+            return self.get_paths(local, x.shape[1]), n
+        return (torch.zeros(0, 1, dtype=torch.long, device=self.device),
+                torch.zeros(0, dtype=torch.long, device=self.device))
+
+    def _mstep_minibatch(self, gidx, mine, z, n, key: tuple) -> float:
+        """Gradient steps on the global minibatch ``gidx``, this process holding documents ``mine``
+        with paths ``z`` ``(B, T)`` and lengths ``n`` ``(B,)`` (the gradients are summed over ranks)."""
+        prior = self.model.prior
+        total_tokens = int(self.global_lengths[gidx].sum())
         loss = 0.0
         for it in range(self.learning.mstep_iters):
             masks = dropout_masks(prior, mine, n, z.shape[1], self.seed, "dropout", *key, it)
@@ -277,27 +307,31 @@ class StochasticEM:
         return loss
 
     @torch.no_grad()
-    def _sweep(self, gidx, mine, local, x, n, key: tuple):
-        """One E-step sweep of this process's documents of a minibatch; returns ``(old, result)``.
+    def _sweep(self, gidx, mine, x, n, old, key: tuple, group=None):
+        """One E-step sweep of documents ``mine`` (global ids) of the minibatch or group ``gidx``:
+        words ``x`` ``(B, T)``, lengths ``n`` ``(B,)``, current paths ``old`` ``(B, T)``; returns the
+        sweep's result (``None`` when ``mine`` is empty).
 
-        With ``emission="collapsed"`` the sweep's updates are Metropolis-Hastings proposals that
-        :meth:`_collapsed_acceptor` accepts or rejects, keeping ``self.counts`` current as it goes.
+        With ``emission="collapsed"``, ``group`` is ``(words, paths, rows)``: :meth:`_group`'s
+        tensors and ``mine``'s rows in them. The sweep's updates are then Metropolis-Hastings
+        proposals that :meth:`_collapsed_acceptor` accepts or rejects, keeping ``self.counts`` and
+        the group's ``paths`` current as it goes.
         """
         model, P, estep = self.model, self.sampler.num_particles, self.estep
         T = x.shape[1]
-        old = self.get_paths(local, T)
         log_emission, accept, block_tables = None, None, None
         if estep.emission == "leave_out":
             log_emission = leave_out_log_emission(self.counts, old, x, n, model.beta)
         elif estep.emission == "collapsed":
-            log_emission, accept, block_tables = self._collapsed_acceptor(gidx, mine, local, x, n, old, key)
-            if len(local) == 0:  # no documents here: take part in the (collective) decisions only
+            log_emission, accept, block_tables = self._collapsed_acceptor(gidx, n, key, *group)
+            if len(mine) == 0:  # no documents here: take part in the (collective) decisions only
                 blocks = block_starts(T, self.sampler.block_size, self.sampler.block_stride) \
                     if estep.kernel == "blocked" else [None]
                 none = torch.zeros(0, device=self.device, dtype=torch.float64)
+                rows = torch.zeros(0, dtype=torch.long, device=self.device)
                 for i in range(len(blocks)):
-                    accept(i, local.to(self.device), old, old, none)
-                return old, None
+                    accept(i, rows, old, old, none)
+                return None
         dtype = model.prior.dtype
         if estep.kernel == "blocked":
             def block_uniforms(i, s, block_lengths, block_T, rows):
@@ -305,7 +339,7 @@ class StochasticEM:
                 return KeyedUniforms(self.seed, mine[rows], block_lengths, block_T, P, key + (i,), device=self.device,
                                      dtype=dtype)
 
-            return old, blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
+            return blocked_csmc_sweep(model.prior, self.log_phi, x, n, P, old, block_size=self.sampler.block_size,
                                            stride=self.sampler.block_stride, uniforms=block_uniforms,
                                            log_emission=log_emission, accept=accept,
                                            future_lag=self.sampler.future_lag_or_none, block_proposal=block_tables,
@@ -317,12 +351,12 @@ class StochasticEM:
                          ancestor_lag=estep.ancestor_lag, uniforms=u, diagnostics=True,
                          log_emission=log_emission)
         if accept is not None:
-            keep = accept(0, torch.arange(len(local), device=self.device), old, res.path,
-                          torch.zeros(len(local), device=self.device, dtype=torch.float64)).unsqueeze(-1)
+            keep = accept(0, torch.arange(len(mine), device=self.device), old, res.path,
+                          torch.zeros(len(mine), device=self.device, dtype=torch.float64)).unsqueeze(-1)
             res.path = torch.where(keep, res.path, old)
-        return old, res
+        return res
 
-    def _collapsed_acceptor(self, gidx, mine, local, x, n, old, key: tuple):
+    def _collapsed_acceptor(self, gidx, n, key: tuple, words, paths_now, slot):
         """``(proposal table (B, T, K) or None, acceptance step, block tables or None)`` of the
         collapsed E-step over the global group ``gidx``.
 
@@ -333,20 +367,15 @@ class StochasticEM:
         built block by block from the group's paths as the decisions leave them). The acceptance
         visits the whole group in its order on every rank (each rank contributes its documents'
         paths to one summed buffer), so every rank takes the same decisions and keeps the same
-        counts and group paths: the chain of one process.
+        counts and group paths (``paths_now``, updated in place): the chain of one process.
+
+        ``words``, ``paths_now`` ``(Bg, Tg)``: :meth:`_group`'s; ``slot``: the rows of the
+        documents this rank sweeps, whose lengths are ``n``.
         """
         beta = self.model.beta
-        Bg, T = len(gidx), x.shape[1]
-        Tg = int(self.global_lengths[gidx].max())
-        slot = torch.full((self.D,), -1, dtype=torch.long)
-        slot[gidx] = torch.arange(Bg)
-        slot = slot[mine].to(self.device)  # this rank's documents' places in the minibatch
+        Bg, Tg = words.shape
+        T = Tg
         pos = torch.arange(Tg, device=self.device)
-        # The group's words and current paths on every rank (one summed buffer).
-        group = torch.zeros(2, Bg, Tg, dtype=torch.long, device=self.device)
-        group[0, slot, :T] = x.long()
-        group[1, slot, :T] = old.long()
-        words, paths_now = self.reducer.sum(group).unbind(0)
         gmask = pos.unsqueeze(0) < self.global_lengths[gidx].to(self.device).unsqueeze(-1)
 
         def tables(s, e):  # (Bg, e - s, K) float64, from the counts and paths as they are now
@@ -403,18 +432,32 @@ class StochasticEM:
                 x, n = self._batch(local)
                 mask = length_mask(n, x.shape[1])
             for s in range(learning.sweeps_per_epoch):
-                if collapsed:  # the acceptance step keeps the counts current; ranks without documents join it
+                if collapsed:
+                    # Every rank holds each group's words and paths (the acceptance, which keeps
+                    # the counts current, reads them all), so each sweeps an even share of the
+                    # group, not the documents it stores, and stores its own from the result.
+                    groups = []
                     for g, sub in enumerate(gidx.split(self._collapsed_group)):
-                        smine, slocal = self._here(sub)
-                        xs, ns = self._batch(slocal) if len(slocal) else (None, None)
-                        old, res = self._sweep(sub, smine, slocal, *self._global_width(sub, xs, ns), (self.epoch, s, g))
-                        if len(slocal):
+                        words, paths = self._group(sub)
+                        lo, hi = self._share(len(sub))
+                        ns = self.global_lengths[sub[lo:hi]].to(self.device)
+                        old = paths[lo:hi].clone()
+                        rows = torch.arange(lo, hi, device=self.device)
+                        # Padded to the group's longest document, so every rank runs the same block
+                        # grid and so the same collective acceptance steps.
+                        res = self._sweep(sub, sub[lo:hi], words[lo:hi], ns, old, (self.epoch, s, g),
+                                          group=(words, paths, rows))
+                        if res is not None:
                             stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(ns, old.shape[1]))
-                            self._set_paths(slocal, res.path)
+                        held = ((sub >= self.lo) & (sub < self.hi)).nonzero().squeeze(1)
+                        if len(held):
+                            self._set_paths(sub[held] - self.lo, paths[held.to(self.device)])
+                        groups.append((sub, paths))
                 else:
                     delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
                     if have:
-                        old, res = self._sweep(gidx, mine, local, x, n, (self.epoch, s))
+                        old = self.get_paths(local, x.shape[1])
+                        res = self._sweep(gidx, mine, x, n, old, (self.epoch, s))
                         stats.add(old, res.path, res.ess, res.num_ancestors, mask)
                         delta += topic_word_counts(res.path, x, n, K, V)
                         delta -= topic_word_counts(old, x, n, K, V)
@@ -424,7 +467,9 @@ class StochasticEM:
                 self._refresh_phi((self.epoch, mb, s))
             tm = time.perf_counter()
             e_seconds += tm - te
-            acc[1] += self._mstep_minibatch(gidx, mine, local, (self.epoch, mb))
+            # After a collapsed E-step every rank holds the minibatch's paths: each trains on an even share.
+            share = self._shared_paths(gidx, groups) if collapsed else (mine, *self._shard_paths(local))
+            acc[1] += self._mstep_minibatch(gidx, *share, (self.epoch, mb))
             n_steps += learning.mstep_iters
             m_seconds += time.perf_counter() - tm
             if have:
