@@ -19,6 +19,7 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py            # ~2-4 minutes
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --quick    # ~1 minute
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --quick --warmup-epochs 0   # the exact E-step
+    OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --quick --warmup-epochs 0 --epochs 3 --repeats 3
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --json dist.json
 """
 
@@ -28,9 +29,9 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -39,6 +40,9 @@ import torch  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
 from _common import load_average, machine_line, synthetic_corpus  # noqa: E402
+
+from pyro_ssl.data.ondisk import write_ondisk  # noqa: E402
+from pyro_ssl.distributed import fit_distributed, fit_workers  # noqa: E402
 
 
 def _fit_kwargs(args) -> dict:
@@ -84,6 +88,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _measure(config, args, kwargs, data_dir, tmp) -> dict:
+    """One fit of ``config`` = (processes, transport or device); its timed epochs' means."""
+    W, transport = config
+    if args.batch_per_process:
+        kwargs = dict(kwargs, batch_size=args.batch_per_process * W)
+    load0 = load_average()
+    if W == 1:
+        s = [_summarise(fit_distributed(data_dir, **kwargs, device=args.device).history, args)]
+    elif transport == "shared":  # as fit(..., workers=W) runs
+        s = [_summarise(fit_workers(data_dir, W, **kwargs).history, args)]  # rank 0's
+    elif transport == "gloo":
+        mp.spawn(_worker, args=(W, _free_port(), data_dir, kwargs, tmp, args.device), nprocs=W, join=True)
+        s = [_summarise(torch.load(os.path.join(tmp, f"hist{r}.pt"), weights_only=False), args) for r in range(W)]
+    else:
+        raise SystemExit(f"--transports: 'shared' or 'gloo', got {transport!r}")
+    # ranks run in lock-step; rank 0's figures, comm as the max over the ranks reported
+    return dict(s[0], comm_seconds=max(x["comm_seconds"] for x in s), load_before=load0, load_after=load_average())
+
+
 def comm_volume(args) -> dict:
     """Bytes all-reduced per epoch (payload, one copy)."""
     from pyro_ssl.model import LSTMPrior
@@ -107,7 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lag", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--mstep-iters", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per fit, the first untimed (default 3; 2 with --quick)")
+    ap.add_argument("--repeats", type=int, default=1, help="fits of every setting, interleaved; medians reported")
     ap.add_argument("--batch-per-process", type=int, default=None,
                     help="weak scaling: global minibatch = this x world size (overrides --batch-size)")
     ap.add_argument("--dropout", type=float, default=0.2)
@@ -123,65 +147,50 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.docs, args.epochs = 200, 2
+        args.docs = 200
+    if args.epochs is None:
+        args.epochs = 2 if args.quick else 3
     torch.set_num_threads(1)
-    from pyro_ssl.data.ondisk import write_ondisk
-    from pyro_ssl.distributed import fit_distributed, fit_workers
 
     print(machine_line(1))
     print(f"corpus: {args.docs} docs x {args.length} tokens, V={args.V}; K={args.K}, H={args.hidden}, "
           f"P={args.particles}, lag={args.lag}, minibatch {args.batch_size}, {args.mstep_iters} M-step iters; "
           f"timed epochs: {max(args.epochs - 1, 1)}")
     tokens, lengths = synthetic_corpus(args.docs, args.length, args.V, seed=0)
-    rows = []
+    configs = [(1, args.device)] + [(int(w), t) for w in args.processes.split(",") if int(w) > 1
+                                   for t in args.transports.split(",") if args.device == "cpu"]
+    runs = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = os.path.join(tmp, "corpus")
         write_ondisk([tokens[i, : int(n)] for i, n in enumerate(lengths)], data_dir, V=args.V)
         kwargs = _fit_kwargs(args)
         kwargs["dtype"] = getattr(torch, args.dtype)
-        for W in [int(w) for w in args.processes.split(",")]:
-            if args.batch_per_process:
-                args.batch_size = kwargs["batch_size"] = args.batch_per_process * W
-            load0 = load_average()
-            t0 = time.perf_counter()
-            if W == 1:
-                fit = fit_distributed(data_dir, **kwargs, device=args.device)
-                wall = time.perf_counter() - t0
-                rows.append(dict(processes=1, device=args.device, load_before=load0, load_after=load_average(),
-                                 wall=wall, **_summarise(fit.history, args)))
-                continue
-            if args.device != "cpu":
-                continue
-            for transport in args.transports.split(","):
-                load0 = load_average()
-                t0 = time.perf_counter()
-                if transport == "shared":
-                    fit = fit_workers(data_dir, W, **kwargs)
-                    wall = time.perf_counter() - t0
-                    s = [_summarise(fit.history, args)]  # rank 0's
-                elif transport == "gloo":
-                    mp.spawn(_worker, args=(W, _free_port(), data_dir, kwargs, tmp, args.device), nprocs=W, join=True)
-                    wall = time.perf_counter() - t0
-                    s = [_summarise(torch.load(os.path.join(tmp, f"hist{r}.pt"), weights_only=False), args)
-                         for r in range(W)]
-                else:
-                    raise SystemExit(f"--transports: 'shared' or 'gloo', got {transport!r}")
-                # ranks run in lock-step; report rank 0, comm as the max over the ranks reported
-                row = dict(processes=W, device=f"cpu, {transport}", load_before=load0, load_after=load_average(),
-                           wall=wall, **s[0])
-                row["comm_seconds"] = max(x["comm_seconds"] for x in s)
-                rows.append(row)
-        for r in rows:
-            r["batch_size"] = args.batch_size if not args.batch_per_process else args.batch_per_process * r["processes"]
+        # Repeats interleave the settings, so a change in the machine's load reaches all of them.
+        for rep in range(args.repeats):
+            for c in configs:
+                runs[c].append(_measure(c, args, kwargs, data_dir, tmp))
+    rows = []
+    for (W, transport), got in runs.items():
+        row = {k: statistics.median(r[k] for r in got) for k in
+               ("seconds_per_epoch", "docs_per_second", "estep_seconds", "mstep_seconds", "comm_seconds")}
+        row.update(processes=W, device=transport if W == 1 else f"cpu, {transport}",
+                   load_before=got[0]["load_before"], load_after=got[-1]["load_after"],
+                   batch_size=args.batch_per_process * W if args.batch_per_process else args.batch_size,
+                   paired=[one["seconds_per_epoch"] / r["seconds_per_epoch"] for one, r in zip(runs[configs[0]], got)])
+        rows.append(row)
     vol = comm_volume(args)
     base = rows[0]["docs_per_second"]
     print()
-    print("| processes (device) | minibatch | docs/s | speed-up | s/epoch | E-step s | M-step s | comm s | load before -> after |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"medians over {args.repeats} interleaved repeat(s); speed-up = ratio of the medians, paired = each "
+          "repeat's one-process epoch over this setting's")
+    print("| processes (device) | minibatch | docs/s | speed-up | paired | s/epoch | E-step s | M-step s | comm s "
+          "| load before -> after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['processes']} ({r['device']}) | {r['batch_size']} | {r['docs_per_second']:.1f} | {r['docs_per_second'] / base:.2f}x | "
-              f"{r['seconds_per_epoch']:.2f} | {r['estep_seconds']:.2f} | {r['mstep_seconds']:.2f} | "
-              f"{r['comm_seconds']:.2f} | {r['load_before']} -> {r['load_after']} |")
+        paired = ", ".join(f"{x:.2f}" for x in r["paired"])
+        print(f"| {r['processes']} ({r['device']}) | {r['batch_size']} | {r['docs_per_second']:.1f} | "
+              f"{r['docs_per_second'] / base:.2f}x | {paired} | {r['seconds_per_epoch']:.2f} | {r['estep_seconds']:.2f} | "
+              f"{r['mstep_seconds']:.2f} | {r['comm_seconds']:.2f} | {r['load_before']} -> {r['load_after']} |")
     print()
     print(f"all-reduce payload per epoch: counts {vol['counts_MB']:.1f} MB ({vol['minibatches']} minibatches x "
           f"K x V float64) + gradients {vol['grads_MB']:.2f} MB ({vol['lstm_params']} LSTM parameters x "
