@@ -32,6 +32,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -42,7 +43,7 @@ import torch.multiprocessing as mp  # noqa: E402
 from _common import load_average, machine_line, synthetic_corpus  # noqa: E402
 
 from pyro_ssl.data.ondisk import write_ondisk  # noqa: E402
-from pyro_ssl.distributed import fit_distributed, fit_workers  # noqa: E402
+from pyro_ssl.distributed import SharedSums, fit_distributed, fit_workers  # noqa: E402
 
 
 def _fit_kwargs(args) -> dict:
@@ -107,6 +108,54 @@ def _measure(config, args, kwargs, data_dir, tmp) -> dict:
     return dict(s[0], comm_seconds=max(x["comm_seconds"] for x in s), load_before=load0, load_after=load_average())
 
 
+def _latency_worker(rank, W, port, shared, calls, out):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=W)
+    shared = shared.for_rank(rank)
+    res = {}
+    for n in (10, 40_000):
+        t = torch.zeros(n, dtype=torch.float32)
+        for name, fn in (("gloo", lambda: dist.all_reduce(t)), ("shared", lambda: shared.reduce(t))):
+            for _ in range(20):
+                fn()
+            dist.barrier()
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            res[(name, n)] = (time.perf_counter() - t0) / calls
+    if rank == 0:
+        torch.save(res, os.path.join(out, "latency.pt"))
+    dist.destroy_process_group()
+
+
+def sum_latency(W: int, tmp: str, calls: int = 300) -> dict:
+    """Seconds per sum of 10 and 40,000 float32 values over ``W`` processes: gloo over localhost
+    and :class:`~pyro_ssl.distributed.SharedSums` (rank 0's mean over ``calls`` in a row)."""
+    shared = SharedSums(W)
+    procs = mp.spawn(_latency_worker, args=(W, _free_port(), shared, calls, tmp), nprocs=W, join=False)
+    shared.close_parent_ends()
+    while not procs.join():
+        pass
+    return torch.load(os.path.join(tmp, "latency.pt"))
+
+
+def busier_share(args, W: int) -> tuple[float, int]:
+    """Documents of the busiest rank per global minibatch when ranks sweep the documents their
+    contiguous shards hold (the heuristic E-step): mean and max over the timed epochs' minibatches."""
+    from pyro_ssl.data.shard import shard_bounds
+    from pyro_ssl.smc.uniforms import keyed_generator
+
+    most = []
+    for epoch in range(1, max(args.epochs, 2)):
+        order = torch.randperm(args.docs, generator=keyed_generator(0, "order", epoch))
+        for g in order.split(args.batch_size):
+            most.append(max(int(((g >= lo) & (g < hi)).sum()) for lo, hi in
+                            (shard_bounds(args.docs, r, W) for r in range(W))))
+    return sum(most) / len(most), max(most)
+
+
 def comm_volume(args) -> dict:
     """Bytes all-reduced per epoch (payload, one copy)."""
     from pyro_ssl.model import LSTMPrior
@@ -169,6 +218,7 @@ def main(argv=None) -> int:
         for rep in range(args.repeats):
             for c in configs:
                 runs[c].append(_measure(c, args, kwargs, data_dir, tmp))
+        lat = sum_latency(2, tmp) if args.device == "cpu" and "2" in args.processes.split(",") else None
     rows = []
     for (W, transport), got in runs.items():
         row = {k: statistics.median(r[k] for r in got) for k in
@@ -195,6 +245,12 @@ def main(argv=None) -> int:
     print(f"all-reduce payload per epoch: counts {vol['counts_MB']:.1f} MB ({vol['minibatches']} minibatches x "
           f"K x V float64) + gradients {vol['grads_MB']:.2f} MB ({vol['lstm_params']} LSTM parameters x "
           f"{args.mstep_iters} iterations per minibatch)")
+    if lat is not None:
+        print("one sum over 2 processes (ms): " + ", ".join(
+            f"{name} {1e3 * lat[(name, n)]:.3f} ({n} values)" for name in ("gloo", "shared") for n in (10, 40_000)))
+        mean, most = busier_share(args, 2)
+        print(f"split by shard (the heuristic E-step), the busier of 2 ranks holds {mean:.1f} of a minibatch's "
+              f"{args.batch_size} documents on average, {most} at most; the exact E-step splits every group evenly")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "rows": rows, "comm_volume": vol, "machine": machine_line(1)}, f, indent=1)

@@ -71,8 +71,11 @@ class SharedSums:
     ``False``), which every rank decides alike since all pass the same shapes.
     """
 
-    def __init__(self, workers: int, capacity: int = 1 << 20):
-        self.workers, self.capacity, self.rank = int(workers), int(capacity) // 8 * 8, None
+    def __init__(self, workers: int, capacity: int | None = None):
+        # 4 MiB a slot holds K x V float64 counts up to 50 x 10,000; 32 MiB in all at most, as a
+        # container's /dev/shm can be 64 MiB.
+        capacity = min(4 << 20, (32 << 20) // (2 * int(workers))) if capacity is None else int(capacity)
+        self.workers, self.capacity, self.rank = int(workers), capacity // 8 * 8, None
         self.slots = torch.zeros(2, self.workers, self.capacity, dtype=torch.uint8).share_memory_()
         ctx = mp.get_context("spawn")
         self._pipes = [ctx.Pipe() for _ in range(self.workers - 1)]  # rank 0's end, rank r's end

@@ -190,8 +190,9 @@ def _free_port() -> int:
                          ids=["heuristic", "default-warmup-then-exact"])
 def test_two_gloo_processes_match_ssl_fit_in_one_process(tmp_path, extra):
     """The heuristic E-step, and the default: one warm-up epoch, then the exact blocked collapsed
-    E-step, where every rank takes part in every acceptance decision of the global minibatch and
-    sweeps an even share of it, whichever rank stores the documents (documents of different
+    E-step, where every rank takes part in every acceptance decision of the global minibatch.
+    Each rank sweeps an even share of every minibatch or group, whichever rank stores the
+    documents (planted bug: the new paths not summed back fails both cases; documents of different
     lengths: different block counts; groups of 5, 5 and 1 of each minibatch of 11 and 11, a
     quarter of the 23 documents, and a last minibatch of 1: a rank with no share)."""
     from pyro_ssl import SSL

@@ -430,7 +430,6 @@ class StochasticEM:
             have = len(local) > 0
             if have:
                 x, n = self._batch(local)
-                mask = length_mask(n, x.shape[1])
             for s in range(learning.sweeps_per_epoch):
                 if collapsed:
                     # Every rank holds each group's words and paths (the acceptance, which keeps
@@ -454,22 +453,33 @@ class StochasticEM:
                             self._set_paths(sub[held] - self.lo, paths[held.to(self.device)])
                         groups.append((sub, paths))
                 else:
+                    # The same even shares: the minibatch's words and paths summed onto every
+                    # rank, each sweeps its share, and the new paths are summed back.
+                    words, paths = self._group(gidx)
+                    lo, hi = self._share(len(gidx))
+                    ns = self.global_lengths[gidx[lo:hi]].to(self.device)
+                    Ts = int(ns.max()) if hi > lo else 0
+                    xs, old = words[lo:hi, :Ts], paths[lo:hi, :Ts]
                     delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
-                    if have:
-                        old = self.get_paths(local, x.shape[1])
-                        res = self._sweep(gidx, mine, x, n, old, (self.epoch, s))
-                        stats.add(old, res.path, res.ess, res.num_ancestors, mask)
-                        delta += topic_word_counts(res.path, x, n, K, V)
-                        delta -= topic_word_counts(old, x, n, K, V)
-                        self._set_paths(local, res.path)
+                    new = torch.zeros_like(paths)
+                    if hi > lo:
+                        res = self._sweep(gidx, gidx[lo:hi], xs, ns, old, (self.epoch, s))
+                        stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(ns, Ts))
+                        delta += topic_word_counts(res.path, xs, ns, K, V)
+                        delta -= topic_word_counts(old, xs, ns, K, V)
+                        new[lo:hi, :Ts] = res.path
                     self.counts += self.reducer.sum(delta)
                     self.counts.clamp_(min=0.0)  # float round-off only; counts are integers
+                    self.reducer.sum(new)
+                    held = ((gidx >= self.lo) & (gidx < self.hi)).nonzero().squeeze(1)
+                    if len(held):
+                        self._set_paths(gidx[held] - self.lo, new[held.to(self.device)])
+                    groups = [(gidx, new)]
                 self._refresh_phi((self.epoch, mb, s))
             tm = time.perf_counter()
             e_seconds += tm - te
-            # After a collapsed E-step every rank holds the minibatch's paths: each trains on an even share.
-            share = self._shared_paths(gidx, groups) if collapsed else (mine, *self._shard_paths(local))
-            acc[1] += self._mstep_minibatch(gidx, *share, (self.epoch, mb))
+            # Every rank holds the minibatch's new paths: each trains on an even share.
+            acc[1] += self._mstep_minibatch(gidx, *self._shared_paths(gidx, groups), (self.epoch, mb))
             n_steps += learning.mstep_iters
             m_seconds += time.perf_counter() - tm
             if have:
