@@ -142,8 +142,9 @@ def sum_latency(W: int, tmp: str, calls: int = 300) -> dict:
 
 
 def busier_share(args, W: int) -> tuple[float, int]:
-    """Documents of the busiest rank per global minibatch when ranks sweep the documents their
-    contiguous shards hold (the heuristic E-step): mean and max over the timed epochs' minibatches."""
+    """Documents of the busiest rank per global minibatch if ranks swept the documents their
+    contiguous shards hold (as before the even shares): mean and max over the timed epochs'
+    minibatches."""
     from pyro_ssl.data.shard import shard_bounds
     from pyro_ssl.smc.uniforms import keyed_generator
 
@@ -249,8 +250,8 @@ def main(argv=None) -> int:
         print("one sum over 2 processes (ms): " + ", ".join(
             f"{name} {1e3 * lat[(name, n)]:.3f} ({n} values)" for name in ("gloo", "shared") for n in (10, 40_000)))
         mean, most = busier_share(args, 2)
-        print(f"split by shard (the heuristic E-step), the busier of 2 ranks holds {mean:.1f} of a minibatch's "
-              f"{args.batch_size} documents on average, {most} at most; the exact E-step splits every group evenly")
+        print(f"ranks sweep even shares of every minibatch; split by shard instead, the busier of 2 ranks would "
+              f"hold {mean:.1f} of a minibatch's {args.batch_size} documents on average, {most} at most")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "rows": rows, "comm_volume": vol, "machine": machine_line(1)}, f, indent=1)

@@ -186,13 +186,23 @@ class StochasticEM:
     def _batch(self, local: torch.Tensor):
         return self.shard.padded(local, device=self.device)
 
+    def _held(self, gidx) -> torch.Tensor:
+        """Places in ``gidx`` of the documents this process stores."""
+        return ((gidx >= self.lo) & (gidx < self.hi)).nonzero().squeeze(1)
+
+    def _store(self, gidx, paths: torch.Tensor) -> None:
+        """Store this process's documents' rows of ``paths`` ``(len(gidx), T)``, the global ``gidx``'s."""
+        held = self._held(gidx)
+        if len(held):
+            self._set_paths(gidx[held] - self.lo, paths[held.to(self.device)])
+
     def _group(self, gidx):
         """``(words, paths)`` ``(Bg, Tg)`` long of the global group ``gidx`` on every rank: documents
         in visit order, padded to the group's longest (0 after each document's end). Each rank fills
         in the documents it holds of one summed buffer."""
         Bg, Tg = len(gidx), int(self.global_lengths[gidx].max())
         buf = torch.zeros(2, Bg, Tg, dtype=torch.long, device=self.device)
-        held = ((gidx >= self.lo) & (gidx < self.hi)).nonzero().squeeze(1)
+        held = self._held(gidx)
         if len(held):
             local = gidx[held] - self.lo
             x, _ = self._batch(local)
@@ -374,7 +384,6 @@ class StochasticEM:
         """
         beta = self.model.beta
         Bg, Tg = words.shape
-        T = Tg
         pos = torch.arange(Tg, device=self.device)
         gmask = pos.unsqueeze(0) < self.global_lengths[gidx].to(self.device).unsqueeze(-1)
 
@@ -388,8 +397,8 @@ class StochasticEM:
             buf = torch.zeros(2 * Bg * Tg + 2 * Bg, dtype=torch.long, device=self.device)
             paths = buf[: 2 * Bg * Tg].view(2, Bg, Tg)
             here = slot[rows]
-            paths[0, here, :T] = current.long()
-            paths[1, here, :T] = proposed.long()
+            paths[0, here] = current.long()
+            paths[1, here] = proposed.long()
             buf[2 * Bg * Tg : 2 * Bg * Tg + Bg][here] = n[rows].long()  # documents not in this block: length 0
             buf[2 * Bg * Tg + Bg :][here] = log_ratio.to(torch.float64).view(torch.long)
             buf = self.reducer.sum(buf)
@@ -408,7 +417,57 @@ class StochasticEM:
             log_q = None
             return None, accept, lambda rows, s, e, current: tables(s, e)[slot[rows]]
         log_q = tables(0, Tg)[None]  # (1, Bg, Tg, K)
-        return log_q[0, slot, :T].to(self.model.prior.dtype), accept, None
+        return log_q[0, slot].to(self.model.prior.dtype), accept, None
+
+    def _collapsed_estep(self, gidx, key: tuple, stats: SweepStats) -> list:
+        """The collapsed E-step of the global minibatch ``gidx``, group by group; returns the groups'
+        ``(ids, paths)`` after it (the same on every rank).
+
+        Every rank holds each group's words and paths (the acceptance, which keeps the counts
+        current, reads them all), so each sweeps an even share of the group (:meth:`_share`), not
+        the documents it stores, and stores its own from the result.
+        """
+        groups = []
+        for g, sub in enumerate(gidx.split(self._collapsed_group)):
+            words, paths = self._group(sub)
+            lo, hi = self._share(len(sub))
+            n = self.global_lengths[sub[lo:hi]].to(self.device)
+            old = paths[lo:hi].clone()
+            rows = torch.arange(lo, hi, device=self.device)
+            # Padded to the group's longest document, so every rank runs the same block grid and
+            # so the same collective acceptance steps.
+            res = self._sweep(sub, sub[lo:hi], words[lo:hi], n, old, key + (g,), group=(words, paths, rows))
+            if res is not None:
+                stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(n, old.shape[1]))
+            self._store(sub, paths)
+            groups.append((sub, paths))
+        return groups
+
+    def _estep(self, gidx, key: tuple, stats: SweepStats) -> list:
+        """The E-step of the global minibatch ``gidx`` under a fixed or leave-out emission, counts
+        updated; returns ``[(gidx, new paths)]`` (the same on every rank).
+
+        The same even shares as :meth:`_collapsed_estep`: the minibatch's words and paths are
+        summed onto every rank, each sweeps its share, and the new paths are summed back.
+        """
+        K, V = self.model.K, self.model.V
+        words, paths = self._group(gidx)
+        lo, hi = self._share(len(gidx))
+        n = self.global_lengths[gidx[lo:hi]].to(self.device)
+        T = int(n.max()) if hi > lo else 0
+        x, old = words[lo:hi, :T], paths[lo:hi, :T]
+        delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
+        new = torch.zeros_like(paths)
+        if hi > lo:
+            res = self._sweep(gidx, gidx[lo:hi], x, n, old, key)
+            stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(n, T))
+            delta += topic_word_counts(res.path, x, n, K, V)
+            delta -= topic_word_counts(old, x, n, K, V)
+            new[lo:hi, :T] = res.path
+        self.counts += self.reducer.sum(delta)
+        self.counts.clamp_(min=0.0)  # float round-off only; counts are integers
+        self._store(gidx, self.reducer.sum(new))
+        return [(gidx, new)]
 
     @hot_loop
     def run_epoch(self) -> dict:
@@ -416,7 +475,6 @@ class StochasticEM:
         if self.counts is None:
             self.initialize()
         model, learning = self.model, self.learning
-        K, V = model.K, model.V
         t0 = time.perf_counter()
         stats = SweepStats.zeros(self.T_max, self.device)
         acc = torch.zeros(2, dtype=torch.float64, device=self.device)  # log joint, M-step loss
@@ -431,50 +489,8 @@ class StochasticEM:
             if have:
                 x, n = self._batch(local)
             for s in range(learning.sweeps_per_epoch):
-                if collapsed:
-                    # Every rank holds each group's words and paths (the acceptance, which keeps
-                    # the counts current, reads them all), so each sweeps an even share of the
-                    # group, not the documents it stores, and stores its own from the result.
-                    groups = []
-                    for g, sub in enumerate(gidx.split(self._collapsed_group)):
-                        words, paths = self._group(sub)
-                        lo, hi = self._share(len(sub))
-                        ns = self.global_lengths[sub[lo:hi]].to(self.device)
-                        old = paths[lo:hi].clone()
-                        rows = torch.arange(lo, hi, device=self.device)
-                        # Padded to the group's longest document, so every rank runs the same block
-                        # grid and so the same collective acceptance steps.
-                        res = self._sweep(sub, sub[lo:hi], words[lo:hi], ns, old, (self.epoch, s, g),
-                                          group=(words, paths, rows))
-                        if res is not None:
-                            stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(ns, old.shape[1]))
-                        held = ((sub >= self.lo) & (sub < self.hi)).nonzero().squeeze(1)
-                        if len(held):
-                            self._set_paths(sub[held] - self.lo, paths[held.to(self.device)])
-                        groups.append((sub, paths))
-                else:
-                    # The same even shares: the minibatch's words and paths summed onto every
-                    # rank, each sweeps its share, and the new paths are summed back.
-                    words, paths = self._group(gidx)
-                    lo, hi = self._share(len(gidx))
-                    ns = self.global_lengths[gidx[lo:hi]].to(self.device)
-                    Ts = int(ns.max()) if hi > lo else 0
-                    xs, old = words[lo:hi, :Ts], paths[lo:hi, :Ts]
-                    delta = torch.zeros(K, V, dtype=torch.float64, device=self.device)
-                    new = torch.zeros_like(paths)
-                    if hi > lo:
-                        res = self._sweep(gidx, gidx[lo:hi], xs, ns, old, (self.epoch, s))
-                        stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(ns, Ts))
-                        delta += topic_word_counts(res.path, xs, ns, K, V)
-                        delta -= topic_word_counts(old, xs, ns, K, V)
-                        new[lo:hi, :Ts] = res.path
-                    self.counts += self.reducer.sum(delta)
-                    self.counts.clamp_(min=0.0)  # float round-off only; counts are integers
-                    self.reducer.sum(new)
-                    held = ((gidx >= self.lo) & (gidx < self.hi)).nonzero().squeeze(1)
-                    if len(held):
-                        self._set_paths(gidx[held] - self.lo, new[held.to(self.device)])
-                    groups = [(gidx, new)]
+                sweep = self._collapsed_estep if collapsed else self._estep
+                groups = sweep(gidx, (self.epoch, s), stats)
                 self._refresh_phi((self.epoch, mb, s))
             tm = time.perf_counter()
             e_seconds += tm - te
