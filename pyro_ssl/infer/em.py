@@ -216,22 +216,24 @@ class StochasticEM:
         An even split whichever process stores them, so no rank waits for one with more."""
         return shard_bounds(B, self.reducer.rank, self.reducer.world_size)
 
-    def _shared_paths(self, gidx, groups):
-        """``(mine, z (B, T), n (B,))`` for the M-step: this rank's share of the minibatch ``gidx``
-        (:meth:`_share`), with paths from ``groups`` (its groups' ``(ids, paths)`` after the E-step,
-        held by every rank), cut to the longest of the share."""
+    def _shared_batch(self, gidx, groups):
+        """``(mine, x (B, T), z (B, T), n (B,))`` for the M-step and the log joint: this rank's share
+        of the minibatch ``gidx`` (:meth:`_share`), words and paths from ``groups`` (its groups'
+        ``(ids, words, paths)`` after the E-step, held by every rank), cut to the share's longest."""
         lo, hi = self._share(len(gidx))
         n = self.global_lengths[gidx[lo:hi]].to(self.device)
         T = int(n.max()) if hi > lo else 1
-        z = torch.zeros(hi - lo, T, dtype=torch.long, device=self.device)
+        xz = torch.zeros(2, hi - lo, T, dtype=torch.long, device=self.device)
         start = 0
-        for ids, paths in groups:
+        for ids, words, paths in groups:
             a, b = max(lo, start), min(hi, start + len(ids))
             if a < b:
                 w = min(T, paths.shape[1])
-                z[a - lo : b - lo, :w] = paths[a - start : b - start, :w]
+                xz[0, a - lo : b - lo, :w] = words[a - start : b - start, :w]
+                xz[1, a - lo : b - lo, :w] = paths[a - start : b - start, :w]
             start += len(ids)
-        return gidx[lo:hi], z.masked_fill_(~length_mask(n, T), 0), n
+        xz.masked_fill_(~length_mask(n, T), 0)
+        return gidx[lo:hi], xz[0], xz[1], n
 
     def _refresh_phi(self, key: tuple) -> None:
         beta, dtype = self.model.beta, self.model.prior.dtype
@@ -421,7 +423,7 @@ class StochasticEM:
 
     def _collapsed_estep(self, gidx, key: tuple, stats: SweepStats) -> list:
         """The collapsed E-step of the global minibatch ``gidx``, group by group; returns the groups'
-        ``(ids, paths)`` after it (the same on every rank).
+        ``(ids, words, paths)`` after it (the same on every rank).
 
         Every rank holds each group's words and paths (the acceptance, which keeps the counts
         current, reads them all), so each sweeps an even share of the group (:meth:`_share`), not
@@ -440,12 +442,12 @@ class StochasticEM:
             if res is not None:
                 stats.add(old, res.path, res.ess, res.num_ancestors, length_mask(n, old.shape[1]))
             self._store(sub, paths)
-            groups.append((sub, paths))
+            groups.append((sub, words, paths))
         return groups
 
     def _estep(self, gidx, key: tuple, stats: SweepStats) -> list:
         """The E-step of the global minibatch ``gidx`` under a fixed or leave-out emission, counts
-        updated; returns ``[(gidx, new paths)]`` (the same on every rank).
+        updated; returns ``[(gidx, words, new paths)]`` (the same on every rank).
 
         The same even shares as :meth:`_collapsed_estep`: the minibatch's words and paths are
         summed onto every rank, each sweeps its share, and the new paths are summed back.
@@ -467,7 +469,7 @@ class StochasticEM:
         self.counts += self.reducer.sum(delta)
         self.counts.clamp_(min=0.0)  # float round-off only; counts are integers
         self._store(gidx, self.reducer.sum(new))
-        return [(gidx, new)]
+        return [(gidx, words, new)]
 
     @hot_loop
     def run_epoch(self) -> dict:
@@ -483,24 +485,22 @@ class StochasticEM:
         self.estep = estep_for_epoch(self.config, self.epoch)
         collapsed = self.estep.emission == "collapsed"
         self._accepts = torch.zeros(2, dtype=torch.float64, device=self.device)  # accepted, changed proposals
-        for mb, (gidx, mine, local) in enumerate(self._minibatches(self.epoch)):
+        for mb, (gidx, _, _) in enumerate(self._minibatches(self.epoch)):
             te = time.perf_counter()
-            have = len(local) > 0
-            if have:
-                x, n = self._batch(local)
             for s in range(learning.sweeps_per_epoch):
                 sweep = self._collapsed_estep if collapsed else self._estep
                 groups = sweep(gidx, (self.epoch, s), stats)
                 self._refresh_phi((self.epoch, mb, s))
             tm = time.perf_counter()
             e_seconds += tm - te
-            # Every rank holds the minibatch's new paths: each trains on an even share.
-            acc[1] += self._mstep_minibatch(gidx, *self._shared_paths(gidx, groups), (self.epoch, mb))
+            # Every rank holds the minibatch's words and new paths: each trains on, then scores, an even share.
+            mine, x, z, n = self._shared_batch(gidx, groups)
+            acc[1] += self._mstep_minibatch(gidx, mine, z, n, (self.epoch, mb))
             n_steps += learning.mstep_iters
             m_seconds += time.perf_counter() - tm
-            if have:
+            if len(mine):
                 with torch.no_grad():
-                    acc[0] += log_joint(model.prior, self.log_phi, x, self.get_paths(local, x.shape[1]), n).sum()
+                    acc[0] += log_joint(model.prior, self.log_phi, x, z, n).sum()
         self.reducer.sum(acc)
         self.reducer.sum(stats.sums)
         self.epoch += 1
