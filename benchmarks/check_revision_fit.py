@@ -11,6 +11,7 @@ path, every LSTM weight and the per-epoch history (log joint, acceptance rate) a
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/check_revision_fit.py --base 4aeb83f     # about a minute
+    OMP_NUM_THREADS=1 python benchmarks/check_revision_fit.py --base 4aeb83f --quick   # the default only
 """
 
 from __future__ import annotations
@@ -55,11 +56,11 @@ def _git(*args) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _fit(tree: str, out: str) -> dict:
+def _fit(tree: str, out: str, settings: dict) -> dict:
     import torch
 
     env = dict(os.environ, PYTHONPATH=tree)
-    code = f"SETTINGS = {SETTINGS!r}\n" + CHILD
+    code = f"SETTINGS = {settings!r}\n" + CHILD
     subprocess.run([sys.executable, "-c", code, tree, out, HERE], env=env, check=True, cwd=tree)
     return torch.load(out, weights_only=False)
 
@@ -70,7 +71,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="git revision to compare against")
     ap.add_argument("--new", default=None, help="git revision (default: this working tree)")
+    ap.add_argument("--quick", action="store_true", help="the default setting only (about 15 seconds)")
     args = ap.parse_args(argv)
+    settings = {"default": SETTINGS["default"]} if args.quick else SETTINGS
     with tempfile.TemporaryDirectory() as tmp:
         trees = []
         for name, rev in (("base", args.base), ("new", args.new)):
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
             _git("worktree", "add", "--detach", path, rev)
             trees.append(path)
         try:
-            base, new = (_fit(t, os.path.join(tmp, f"{i}.pt")) for i, t in enumerate(trees))
+            base, new = (_fit(t, os.path.join(tmp, f"{i}.pt"), settings) for i, t in enumerate(trees))
         finally:
             for t in trees:
                 if t != ROOT:
@@ -90,7 +93,7 @@ def main(argv=None) -> int:
     print("| setting | log phi | paths | LSTM weights | history |")
     print("|---|---|---|---|---|")
     same = True
-    for name in SETTINGS:
+    for name in settings:
         a, b = base[name], new[name]
         row = [torch.equal(a["log_phi"], b["log_phi"]), torch.equal(a["paths"], b["paths"]),
                all(torch.equal(v, b["weights"][k]) for k, v in a["weights"].items()), a["history"] == b["history"]]
