@@ -50,6 +50,7 @@ __all__ = [
     "UniformSource",
     "GeneratorUniforms",
     "KeyedUniforms",
+    "KeyedStepUniforms",
     "mix_key",
     "keyed_generator",
     "keyed_uniform",
@@ -62,7 +63,7 @@ __all__ = [
 
 _MASK64 = (1 << 64) - 1
 
-STREAMS = {"sweep": 1, "init": 2, "dropout": 3, "order": 4, "phi": 5}
+STREAMS = {"sweep": 1, "init": 2, "dropout": 3, "order": 4, "phi": 5, "filter": 6}
 """Stream tags keeping the uses of one seed apart."""
 
 
@@ -192,9 +193,9 @@ def document_keys(doc_ids, *parts: int | str) -> np.ndarray:
     return _mix64(x) & np.uint64((1 << 63) - 1)
 
 
-def keyed_stream(keys: np.ndarray, count: int) -> np.ndarray:
-    """``(B, count)`` uint64: outputs ``1 .. count`` of each key's counter-based stream."""
-    x = np.arange(1, count + 1, dtype=np.uint64) * _GAMMA
+def keyed_stream(keys: np.ndarray, count: int, start: int = 1) -> np.ndarray:
+    """``(B, count)`` uint64: outputs ``start .. start + count - 1`` of each key's counter-based stream."""
+    x = np.arange(start, start + count, dtype=np.uint64) * _GAMMA
     x = np.add(keys.reshape(-1, 1), x.reshape(1, -1))
     return _mix64(x)
 
@@ -277,6 +278,69 @@ class KeyedUniforms(UniformSource):
 
     def accept(self):
         return self._ancestor[0]  # unused by the sweep itself: step 0 draws no ancestors
+
+
+class KeyedStepUniforms(UniformSource):
+    """Per-document keyed uniforms for a particle filter, made a window of steps at a time.
+
+    What :class:`KeyedUniforms` does for the E-step's sweeps, for the evaluator's filters: each
+    document's draws come from its own counter-based stream keyed by ``(seed, stream, *key, d)``,
+    so a document's estimate does not depend on the other documents of its chunk, on how the
+    documents are chunked, or on how many processes share them. Unlike :class:`KeyedUniforms` it
+    never holds every step at once (a filter over long documents with 1,000 particles would need
+    gigabytes): outputs are computed a window of steps at a time, the counter of step ``t``'s
+    slot ``j`` being ``2 + t * S + j`` with ``S = resample_slots + P`` (slots ``[0,
+    resample_slots)`` the resampling's, then the ``P`` proposals'), and output 1 the final choice.
+    Steps must be asked for in increasing order (as a sweep does).
+
+    Args:
+        seed: the evaluation's seed; doc_ids ``(B,)`` the documents' keys (their rows in the
+            caller's whole batch); num_particles ``P``; key: further key parts.
+        resample_slots: uniforms the resampling scheme takes per step (``Resampler.num_uniforms``).
+        device, dtype: where and how the sweep uses them.
+        window_values: about this many uniforms are made at once.
+    """
+
+    def __init__(self, seed: int, doc_ids, num_particles: int, key: tuple = (), *, resample_slots: int,
+                 stream: str = "filter", device=None, dtype: torch.dtype = torch.float32,
+                 window_values: int = 1 << 18):
+        self.P, self.R = int(num_particles), int(resample_slots)
+        self.S = self.R + self.P
+        self._keys = document_keys(doc_ids, int(seed), stream, *key)
+        self.B = self._keys.shape[0]
+        self.device, self.dtype = device, dtype
+        self._window = max(1, int(window_values) // max(self.B * self.S, 1))
+        self._t0, self._res, self._prop = None, None, None
+
+    def _make(self, t: int) -> None:
+        n = self._window
+        bits = keyed_stream(self._keys, n * self.S, start=2 + t * self.S)
+        u = torch.from_numpy(_unit53(bits)).view(self.B, n, self.S).transpose(0, 1)  # (n, B, S)
+        self._res = torch.empty((n, self.B, self.R), dtype=self.dtype).copy_(u[..., : self.R]).to(self.device)
+        self._prop = torch.empty((n, self.B, self.P), dtype=self.dtype).copy_(u[..., self.R :]).to(self.device)
+        self._prop = self._prop.unsqueeze(-1)
+        self._t0 = t
+
+    def _at(self, t: int) -> int:
+        if self._t0 is None or not (self._t0 <= t < self._t0 + self._window):
+            if self._t0 is not None and t < self._t0:
+                raise ValueError(f"keyed step uniforms are made in increasing steps: step {t} after {self._t0}")
+            self._make(t)
+        return t - self._t0
+
+    def resample(self, t, num):
+        if num > self.R:
+            raise ValueError(f"keyed step uniforms hold {self.R} resampling slots per step, {num} requested")
+        i = self._at(t)  # first: it may make the window
+        return self._res[i, :, :num]
+
+    def proposal(self, t):
+        i = self._at(t)
+        return self._prop[i]
+
+    def final(self):
+        u = _unit53(keyed_stream(self._keys, 1, start=1))
+        return torch.from_numpy(u).to(device=self.device, dtype=self.dtype)
 
 
 def keyed_document_uniforms(doc_ids, lengths, T: int, width: int, *parts, device=None) -> torch.Tensor:

@@ -1,0 +1,90 @@
+"""The evaluator's particle filters: keyed per document, so chunking (and processes) do not
+change what a document is scored with, and still unbiased for ``p(x)``.
+
+Statistical checks follow ``tests/test_smc.py``: float64, fixed seeds, ``Z_SIGMA`` standard
+errors measured over independent filters (one per document key).
+"""
+
+import math
+
+import pytest
+import torch
+
+from pyro_ssl.evaluation import default_chunk_size, filter_log_increments
+from pyro_ssl.smc import get_resampler
+from pyro_ssl.smc.uniforms import KeyedStepUniforms, keyed_rows
+
+from exact import enumerate_paths
+from helpers import tiny_model
+
+Z_SIGMA = 5.0
+
+
+def _docs(D=9, V=6, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 14, (D,), generator=g)
+    x = torch.randint(V, (D, int(lengths.max())), generator=g)
+    return x, lengths
+
+
+@pytest.mark.parametrize("resampling", ["systematic", "multinomial"])
+def test_keyed_step_uniforms_are_each_documents_stream_in_any_window(resampling):
+    """Step ``t``'s slot ``j`` is output ``2 + t S + j`` of the document's stream, whatever the
+    window the source makes at once; output 1 is the final choice's."""
+    P, T, ids, seed = 4, 9, torch.tensor([3, 0, 11]), 7
+    R = get_resampler(resampling).num_uniforms(P)
+    S = R + P
+    rows = keyed_rows(ids, 1 + T * S, seed, "filter")  # outputs 1 .. 1 + T S
+    want = rows[:, 1:].view(3, T, S).to(torch.float64)
+    for window in (1, S * 3 * 2, 1 << 18):  # one step, two steps, all
+        u = KeyedStepUniforms(seed, ids, P, resample_slots=R, dtype=torch.float64, window_values=window)
+        assert torch.equal(u.final(), rows[:, :1])
+        for t in range(T):
+            assert torch.equal(u.resample(t, R), want[:, t, :R])
+            assert torch.equal(u.proposal(t), want[:, t, R:].unsqueeze(-1))
+    u = KeyedStepUniforms(seed, ids, P, resample_slots=R, window_values=1)
+    u.proposal(3)
+    with pytest.raises(ValueError, match="increasing steps"):
+        u.proposal(2)
+    with pytest.raises(ValueError, match="resampling slots"):
+        u.resample(T - 1, R + 1)
+
+
+@pytest.mark.parametrize("resampling", ["systematic", "multinomial"])
+def test_filter_estimates_do_not_depend_on_the_chunking(resampling):
+    """A document's increments are its own stream's whatever the chunk it shares or the rows
+    around it (up to floating-point round-off in batched products: float64 here)."""
+    prior, log_phi = tiny_model()
+    x, lengths = _docs()
+    whole = filter_log_increments(prior, log_phi, x, lengths, 16, resampling=resampling, chunk_size=len(x))
+    for chunk in (1, 4, None):
+        got = filter_log_increments(prior, log_phi, x, lengths, 16, resampling=resampling, chunk_size=chunk)
+        assert torch.allclose(got, whole, atol=1e-10, rtol=0), (chunk, (got - whole).abs().max())
+    # another seed is another stream
+    other = filter_log_increments(prior, log_phi, x, lengths, 16, resampling=resampling, seed=1)
+    assert (other - whole).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("resampling", ["systematic", "multinomial"])
+def test_keyed_filter_evidence_is_unbiased(resampling):
+    """``Zhat`` from the keyed filter is unbiased: the mean of ``Zhat / p(x)`` over 20,000
+    documents (each its own key) is 1 within ``Z_SIGMA`` standard errors (sd / sqrt(N), measured;
+    0.0009-0.0012 here; the means sit 0.7 and 1.5 SE from 1). Planted bug: document keys that repeat every 7 rows fail both cases
+    (61 and 273 SE). Proposals that reuse the resampling uniforms do not show here (the fully
+    adapted weights do not depend on the drawn topic); the layout test above catches those."""
+    prior, log_phi = tiny_model()
+    x = torch.tensor([0, 3, 3, 5, 1])
+    _, _, log_px = enumerate_paths(prior, log_phi, x)
+    N = 20000
+    inc = filter_log_increments(prior, log_phi, x.expand(N, 5), torch.full((N,), 5), 4, resampling=resampling,
+                                chunk_size=5000)
+    ratio = (inc.sum(-1) - log_px).exp()
+    se = ratio.std() / math.sqrt(N)
+    assert abs(ratio.mean() - 1) < Z_SIGMA * se, (ratio.mean(), se)
+
+
+def test_default_chunks_hold_a_few_thousand_particles():
+    assert default_chunk_size(1000, 50) == 8
+    assert default_chunk_size(10, 50) == 819
+    assert default_chunk_size(100_000, 50) == 1
+    assert default_chunk_size(1000, 10_000) == 2  # the memory cap: about 2e7 floats of (chunk, P, K)
