@@ -5,8 +5,9 @@ systematic resampling, first half of each document observed, second half scored)
 default chunking (``pyro_ssl.evaluation.default_chunk_size``: about 8,192 particles per pass),
 and ``filter_log_increments`` at a few other chunk sizes (documents per filter pass; ``all``: one
 pass over every document, the default before 2026-12-04), each with its time over the
-default's. Every document draws from its own keyed stream, so the chunking changes the time,
-not the estimate (up to round-off).
+default's, and the default call on ``--workers`` processes (each filtering an even share of
+the documents; the processes' start-up included). Every document draws from its own keyed
+stream, so neither the chunking nor the processes change the estimate (up to round-off).
 
 Usage::
 
@@ -40,6 +41,8 @@ def main(argv=None):
     p.add_argument("--particles", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--chunks", default="20,all", help="extra chunk sizes to time, 'all' for one pass ('' for none)")
+    p.add_argument("--workers", default="2", help="process counts to time (completion_log_likelihood(..., workers=N), "
+                   "start-up included; '' for none)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -77,11 +80,19 @@ def main(argv=None):
         ppl_c = math.exp(-float(inc[held].sum()) / int(held.sum()))
         rows.append(("filter_log_increments", str(chunk), f"{wall:.1f}", f"{wall / base:.2f}", f"{cpu:.1f}", f"{ppl_c:.1f}",
                      load0))
+    for w in [int(c) for c in args.workers.split(",") if c]:
+        load0 = load_average()
+        c0, w0 = time.process_time(), time.perf_counter()
+        ll_w, n_w = completion_log_likelihood(prior, log_phi, tokens, lengths, T1, P, seed=0, workers=w)
+        wall = time.perf_counter() - w0
+        # CPU here is this process's only: the workers' own time is not in it
+        rows.append((f"completion_log_likelihood, workers={w}", f"default ({min(default_chunk, args.docs)})",
+                     f"{wall:.1f}", f"{wall / base:.2f}", "-", f"{math.exp(-ll_w / n_w):.1f}", load0))
     print(table(rows, ("call", "chunk (docs)", "wall s", "over the default", "CPU s", "perplexity",
                        "load average before")))
     print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
           f"load average now {load_average()}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the guard the spawned workers need
     main()

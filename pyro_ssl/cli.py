@@ -20,6 +20,7 @@ Every subcommand's ``--help`` lists its options. Corpora are read with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--particles", type=_positive_int, default=_EVAL_PARTICLES,
                    help=f"particle-filter particles (default {_EVAL_PARTICLES}, the eval_particles setting)")
     p.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="comma-separated filter seeds (default 0,1,2)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="processes scoring the documents, each an even share on one thread (the same estimates as 1; "
+                        "default 1, the eval_workers setting)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     _add_common(p)
 
@@ -319,9 +323,16 @@ def cmd_evaluate(args) -> int:
     results: dict = {"documents": len(corpus), "tokens": corpus.num_tokens, "particles": args.particles,
                      "seeds": list(args.seeds)}
     tokens, lengths = corpus.padded()
+    model.config.learning = dataclasses.replace(model.config.learning, eval_workers=args.workers)
+    # One process: a call per seed, for the progress bar. Several: one call for every seed, so the
+    # processes start once.
+    per_call = [(s,) for s in args.seeds] if args.workers == 1 else [tuple(args.seeds)]
+    bar = dict(disable=args.quiet or len(per_call) == 1, unit="seed")
+    if args.workers > 1:
+        _say(args, f"scoring on {args.workers} processes")
     vals = []
-    for s in tqdm(args.seeds, desc="held-out log lik", disable=args.quiet, unit="seed"):
-        vals.append(model.score((tokens, lengths), num_particles=args.particles, seeds=(s,)).mean)
+    for seeds in tqdm(per_call, desc="held-out log lik", **bar):
+        vals += model.score((tokens, lengths), num_particles=args.particles, seeds=seeds).values
     results["heldout_log_lik_per_token"] = _mean_std(vals)
     if args.T1 is not None:
         keep = corpus.lengths > args.T1
@@ -332,8 +343,8 @@ def cmd_evaluate(args) -> int:
             sub = sub.truncate(args.T1 + args.T2)
         ct, cl = sub.padded()
         ppl = []
-        for s in tqdm(args.seeds, desc="completion ppl", disable=args.quiet, unit="seed"):
-            ppl.append(model.completion_perplexity(ct, cl, args.T1, num_particles=args.particles, seeds=(s,)).mean)
+        for seeds in tqdm(per_call, desc="completion ppl", **bar):
+            ppl += model.completion_perplexity(ct, cl, args.T1, num_particles=args.particles, seeds=seeds).values
         results["completion_perplexity"] = _mean_std(ppl)
         results["completion_documents"] = len(sub)
         results["completion_heldout_tokens"] = int((cl - args.T1).clamp_min(0).sum())

@@ -286,6 +286,9 @@ class LearningConfig:
     init_steps: int = _opt(0, "M-step passes pre-training the prior on the initial paths")
     sweeps_per_epoch: int = _opt(1, "E-step sweeps over every minibatch per epoch")
     eval_particles: int = _opt(1000, "particle-filter particles when scoring (score, completion, token_log_probs)")
+    eval_workers: int = _opt(1, "processes scoring documents with the particle filter (score, perplexity, "
+                             "completion, token_log_probs, validation during fit), each an even share on one thread; "
+                             "the same estimates as 1; CPU models only; each scoring call starts them (about 2 s)")
     patience: int = _opt(0, "early stopping: stop after this many validation evaluations without improvement and "
                          "restore the best epoch's state; the warm-up's epochs are not watched (0: never stop early; needs a "
                          "validation set)")
@@ -305,6 +308,7 @@ class LearningConfig:
         self.warmup_epochs = _int("warmup_epochs", self.warmup_epochs, 0)
         self.sweeps_per_epoch = _int("sweeps_per_epoch", self.sweeps_per_epoch, 1)
         self.eval_particles = _int("eval_particles", self.eval_particles, 1)
+        self.eval_workers = _int("eval_workers", self.eval_workers, 1)
         self.patience = _int("patience", self.patience, 0)
         self.min_delta = _float("min_delta", self.min_delta, low=0.0)
         if self.phi_update == "gibbs" and self.emission in ("leave_out", "collapsed"):

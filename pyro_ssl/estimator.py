@@ -549,7 +549,8 @@ class SSL(LanguageModel):
         P = self.config.learning.eval_particles if num_particles is None else check_int("num_particles", num_particles, 1)
         seeds = _check_seeds(seeds)
         tokens, lengths, _, _ = as_tokens(data, self.V)
-        est = evaluation.heldout_log_likelihood(self.prior, self.log_phi, tokens, lengths, P, seeds)
+        est = evaluation.heldout_log_likelihood(self.prior, self.log_phi, tokens, lengths, P, seeds,
+                                                workers=self.config.learning.eval_workers)
         if per_token:
             return est
         n = int(lengths.sum())
@@ -568,7 +569,7 @@ class SSL(LanguageModel):
         tokens, lengths, _, _ = as_tokens(data, self.V)
         P = num_particles or self.config.learning.eval_particles
         return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, 0 if T1 is None else int(T1),
-                                                P, seeds)
+                                                P, seeds, workers=self.config.learning.eval_workers)
 
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, seed: int = 0,
                         num_particles: int | None = None) -> torch.Tensor:
@@ -582,7 +583,8 @@ class SSL(LanguageModel):
         tokens, lengths, _, _ = as_tokens((tokens, lengths), self.V)
         seed = check_seed("seed", seed)
         P = self.config.learning.eval_particles if num_particles is None else check_int("num_particles", num_particles, 1)
-        return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, P, seed=seed)
+        return evaluation.filter_log_increments(self.prior, self.log_phi, tokens, lengths, P, seed=seed,
+                                                workers=self.config.learning.eval_workers)
 
     def completion_perplexity(self, tokens, lengths, T1: int, num_particles: int | None = None, seeds=(0, 1, 2)):
         """Document-completion perplexity of the continuation after ``T1`` tokens.
@@ -597,7 +599,8 @@ class SSL(LanguageModel):
         tokens, lengths, T1 = _check_completion(tokens, lengths, T1, self.V)
         P = self.config.learning.eval_particles if num_particles is None else check_int("num_particles", num_particles, 1)
         seeds = _check_seeds(seeds)
-        return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, T1, P, seeds)
+        return evaluation.completion_perplexity(self.prior, self.log_phi, tokens, lengths, T1, P, seeds,
+                                                workers=self.config.learning.eval_workers)
 
     def _sweep(self, x, n, P, z, gen, diagnostics=False):
         """One E-step sweep of the configured kernel over ``(B, T)`` documents from paths ``z``."""

@@ -12,7 +12,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .baselines.base import perplexity
+from .config import check_int
+from .data.shard import shard_bounds
 from .model import LSTMPrior, length_mask
+from .runtime import run_shares
 from .smc.csmc import particle_filter
 from .smc.resampling import get_resampler
 from .smc.uniforms import KeyedStepUniforms
@@ -21,6 +24,7 @@ __all__ = [
     "perplexity",
     "Estimate",
     "filter_log_increments",
+    "seeds_log_increments",
     "default_chunk_size",
     "completion_log_likelihood",
     "heldout_log_likelihood",
@@ -65,7 +69,67 @@ def default_chunk_size(num_particles: int, K: int) -> int:
     return max(1, min(ROWS_PER_CHUNK // P, int(2e7 // (P * max(int(K), 1)))))
 
 
+def seeds_log_increments(
+    prior: LSTMPrior,
+    log_phi: torch.Tensor,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    num_particles: int = 1000,
+    seeds=(0,),
+    *,
+    resampling: str = "systematic",
+    chunk_size: int | None = None,
+    workers: int = 1,
+) -> torch.Tensor:
+    """Particle-filter estimates of ``log p(x_t | x_<t)`` under every filter seed, ``(S, B, T)``
+    (0 at padding).
+
+    Every document's filter draws from its own stream, keyed by ``(seed, row)``
+    (:class:`~pyro_ssl.smc.uniforms.KeyedStepUniforms`), so a row's estimates depend neither on
+    ``chunk_size`` nor on the other rows nor on ``workers`` (up to floating-point round-off in
+    the batched products; a draw that round-off flips is rare and leaves an equally valid
+    estimate).
+
+    Args:
+        chunk_size: documents per filter pass (default :func:`default_chunk_size`).
+        workers: processes, each filtering an even share of the rows on one thread
+            (:func:`~pyro_ssl.runtime.run_shares`; CPU models only). Worth it when the work is
+            well above the processes' start-up of about two seconds.
+    """
+    B = tokens.shape[0]
+    workers = check_int("workers", workers, 1)
+    seeds = tuple(int(s) for s in seeds)
+    args = (prior, log_phi, tokens, lengths, int(num_particles), seeds, resampling, chunk_size)
+    if workers == 1 or B < 2:
+        return _row_increments(*args, 0, B)
+    if prior.device.type != "cpu":
+        raise ValueError(f"workers={workers} starts CPU processes; a model on {prior.device} scores with workers=1")
+    W = min(workers, B)
+    return torch.cat(run_shares(_row_increments, args, [shard_bounds(B, r, W) for r in range(W)]), 1)
+
+
 @torch.no_grad()
+def _row_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resampling, chunk_size, lo, hi):
+    """:func:`seeds_log_increments` of rows ``[lo, hi)``: ``(S, hi - lo, T)``, keyed by their rows."""
+    device = prior.device
+    if chunk_size is None:
+        chunk_size = default_chunk_size(num_particles, prior.K)
+    resampler = get_resampler(resampling)
+    out = torch.zeros(len(seeds), hi - lo, tokens.shape[1], dtype=prior.dtype, device=device)
+    for start in range(lo, hi, chunk_size):
+        stop = min(start + chunk_size, hi)
+        n = lengths[start:stop].to(device)
+        T = int(n.max())
+        x = tokens[start:stop, :T].to(device)
+        for i, seed in enumerate(seeds):
+            u = KeyedStepUniforms(seed, torch.arange(start, stop), num_particles,
+                                  resample_slots=resampler.num_uniforms(num_particles), device=device, dtype=prior.dtype)
+            res = particle_filter(prior, log_phi, x, n, num_particles, resampling=resampler, uniforms=u,
+                                  trace=False)  # increments only: no (T, B, P) ancestry
+            out[i, start - lo : stop - lo, :T] = res.log_incr
+    return out
+
+
 def filter_log_increments(
     prior: LSTMPrior,
     log_phi: torch.Tensor,
@@ -76,39 +140,27 @@ def filter_log_increments(
     resampling: str = "systematic",
     seed: int = 0,
     chunk_size: int | None = None,
+    workers: int = 1,
 ) -> torch.Tensor:
-    """Particle-filter estimates of ``log p(x_t | x_<t)``, ``(B, T)`` (0 at padding).
-
-    Every document's filter draws from its own stream, keyed by ``(seed, row)``
-    (:class:`~pyro_ssl.smc.uniforms.KeyedStepUniforms`), so a row's estimates depend neither on
-    ``chunk_size`` nor on the other rows. ``chunk_size``: documents per pass (default
-    :func:`default_chunk_size`).
-    """
-    device = prior.device
-    B = tokens.shape[0]
-    if chunk_size is None:
-        chunk_size = default_chunk_size(num_particles, prior.K)
-    resampler = get_resampler(resampling)
-    out = []
-    for start in range(0, B, chunk_size):
-        x = tokens[start : start + chunk_size].to(device)
-        n = lengths[start : start + chunk_size].to(device)
-        T = int(n.max())
-        u = KeyedStepUniforms(seed, torch.arange(start, start + x.shape[0]), num_particles,
-                              resample_slots=resampler.num_uniforms(num_particles), device=device, dtype=prior.dtype)
-        res = particle_filter(prior, log_phi, x[:, :T], n, num_particles, resampling=resampler, uniforms=u,
-                              trace=False)  # increments only: no (T, B, P) ancestry
-        inc = torch.zeros(x.shape[0], tokens.shape[1], dtype=res.log_incr.dtype, device=device)
-        inc[:, :T] = res.log_incr
-        out.append(inc)
-    return torch.cat(out, 0)
+    """Particle-filter estimates of ``log p(x_t | x_<t)``, ``(B, T)`` (0 at padding): one seed
+    of :func:`seeds_log_increments`."""
+    return seeds_log_increments(prior, log_phi, tokens, lengths, num_particles, (seed,), resampling=resampling,
+                                chunk_size=chunk_size, workers=workers)[0]
 
 
 def replicate(fn, seeds, num_particles) -> Estimate:
     """``fn(seed)`` for every particle-filter seed, as an :class:`Estimate` (mean, sd, values)."""
-    values = [float(fn(s)) for s in seeds]
+    return _estimate([float(fn(s)) for s in seeds], num_particles)
+
+
+def _estimate(values: list[float], num_particles: int) -> Estimate:
     std = float(torch.tensor(values, dtype=torch.float64).std()) if len(values) > 1 else 0.0
     return Estimate(sum(values) / len(values), std, values, num_particles)
+
+
+def _held_out(lengths: torch.Tensor, T: int, T1: int, device) -> torch.Tensor:
+    """``(B, T)`` bool: the positions ``t >= T1`` inside each document."""
+    return length_mask(lengths.to(device), T) & (torch.arange(T, device=device) >= T1)
 
 
 def completion_log_likelihood(
@@ -121,14 +173,15 @@ def completion_log_likelihood(
     *,
     seed: int = 0,
     resampling: str = "systematic",
+    workers: int = 1,
 ) -> tuple[float, int]:
     """Summed ``log p(x_{T1:len} | x_{<T1})`` over documents and the number of held-out tokens.
 
     The filter runs over whole documents; only held-out steps ``t >= T1`` are summed.
     """
-    inc = filter_log_increments(prior, log_phi, tokens, lengths, num_particles, resampling=resampling, seed=seed)
-    T = tokens.shape[1]
-    held = length_mask(lengths.to(inc.device), T) & (torch.arange(T, device=inc.device) >= T1)
+    inc = filter_log_increments(prior, log_phi, tokens, lengths, num_particles, resampling=resampling, seed=seed,
+                                workers=workers)
+    held = _held_out(lengths, tokens.shape[1], T1, inc.device)
     return float(inc[held].sum()), int(held.sum())
 
 
@@ -141,16 +194,15 @@ def completion_perplexity(
     num_particles: int = 1000,
     seeds=(0, 1, 2),
     resampling: str = "systematic",
+    workers: int = 1,
 ) -> Estimate:
-    """Document-completion perplexity, replicated over filter seeds (mean and spread)."""
-
-    def one(seed):
-        ll, n = completion_log_likelihood(
-            prior, log_phi, tokens, lengths, T1, num_particles, seed=seed, resampling=resampling
-        )
-        return perplexity(ll, n)
-
-    return replicate(one, seeds, num_particles)
+    """Document-completion perplexity, replicated over filter seeds (mean and spread); every seed
+    in one pass over the documents (one start of the ``workers`` processes)."""
+    inc = seeds_log_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resampling=resampling,
+                               workers=workers)
+    held = _held_out(lengths, tokens.shape[1], T1, inc.device)
+    n = int(held.sum())
+    return _estimate([perplexity(float(one[held].sum()), n) for one in inc], num_particles)
 
 
 def heldout_log_likelihood(
@@ -161,12 +213,10 @@ def heldout_log_likelihood(
     num_particles: int = 1000,
     seeds=(0, 1, 2),
     resampling: str = "systematic",
+    workers: int = 1,
 ) -> Estimate:
     """Per-token ``log Zhat`` over unseen documents, replicated over filter seeds."""
     n = int(lengths.sum())
-
-    def one(seed):
-        inc = filter_log_increments(prior, log_phi, tokens, lengths, num_particles, resampling=resampling, seed=seed)
-        return float(inc.sum()) / n
-
-    return replicate(one, seeds, num_particles)
+    inc = seeds_log_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resampling=resampling,
+                               workers=workers)
+    return _estimate([float(one.sum()) / n for one in inc], num_particles)

@@ -1,4 +1,4 @@
-"""How many CPU threads the package's hot loops use.
+"""How the package uses a machine's cores: threads in the hot loops, processes for more cores.
 
 torch's intra-op threads spin in OpenMP barriers while they wait for a core. The sweeps and
 M-steps here are long loops of small operations, so on a machine where any other process is
@@ -9,18 +9,25 @@ used by processes (``pyro_ssl.fit(..., workers=N)``), which do not spin against 
 
 The setting is process-wide and each hot loop restores the caller's torch setting when it
 returns, so code around the package keeps whatever it chose.
+
+:func:`run_shares` is the processes' half for work whose rows are independent (scoring
+documents with the particle filter): each of ``N`` spawned processes computes one share of
+the rows on one thread and the results come back in row order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import tempfile
 
 import torch
+import torch.multiprocessing as mp
 
 from .config import DEFAULT_THREADS
 
-__all__ = ["set_threads", "get_threads", "intra_op_threads", "hot_loop"]
+__all__ = ["set_threads", "get_threads", "intra_op_threads", "hot_loop", "run_shares"]
 
 _threads: int | None = DEFAULT_THREADS
 
@@ -61,3 +68,23 @@ def hot_loop(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _share_worker(rank: int, fn, args: tuple, bounds: list, out_dir: str) -> None:
+    torch.set_num_threads(1)  # processes are the cores: one thread each, none spinning
+    lo, hi = bounds[rank]
+    torch.save(fn(*args, lo, hi), os.path.join(out_dir, f"{rank}.pt"))
+
+
+def run_shares(fn, args: tuple, bounds: list[tuple[int, int]]) -> list:
+    """``[fn(*args, lo, hi) for (lo, hi) in bounds]``, each in its own spawned process.
+
+    ``fn`` must be a module-level function (the processes import it) and its results tensors or
+    plain containers of them. Starting the processes costs about two seconds here (each imports
+    torch); a script that calls this needs the usual ``if __name__ == "__main__":`` guard. An
+    exception in a process is raised here with that process's traceback.
+    """
+    with tempfile.TemporaryDirectory(prefix="pyro_ssl_shares_") as tmp:
+        mp.spawn(_share_worker, args=(fn, args, list(bounds), tmp), nprocs=len(bounds), join=True)
+        return [torch.load(os.path.join(tmp, f"{r}.pt"), map_location="cpu", weights_only=True)
+                for r in range(len(bounds))]

@@ -91,6 +91,17 @@ def test_evaluate(workdir, capsys):
     assert "held-out log likelihood per token" in capsys.readouterr().out
 
 
+def test_evaluate_on_two_processes_gives_the_same_scores(workdir, capsys):
+    args = ["evaluate", str(workdir / "model"), str(workdir / "docs.txt"), "--T1", "5", "--particles", "16",
+            "--seeds", "0,1", "--json", "--quiet"]
+    assert main(args) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main(args + ["--workers", "2"]) == 0
+    two = json.loads(capsys.readouterr().out)
+    for key in ("heldout_log_lik_per_token", "completion_perplexity"):
+        assert two[key]["values"] == pytest.approx(one[key]["values"], rel=1e-6), key
+
+
 def test_topics(workdir, capsys):
     assert main(["topics", str(workdir / "model"), "--num-words", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

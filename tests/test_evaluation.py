@@ -88,3 +88,27 @@ def test_default_chunks_hold_a_few_thousand_particles():
     assert default_chunk_size(10, 50) == 819
     assert default_chunk_size(100_000, 50) == 1
     assert default_chunk_size(1000, 10_000) == 2  # the memory cap: about 2e7 floats of (chunk, P, K)
+
+
+def test_two_processes_score_what_one_does():
+    """``workers=2`` splits the rows over two spawned processes; each row keeps its key, so the
+    estimates are one process's (float64: to round-off), for one seed and for several at once."""
+    from pyro_ssl.evaluation import completion_perplexity, seeds_log_increments
+
+    prior, log_phi = tiny_model()
+    x, lengths = _docs(D=11)
+    one = seeds_log_increments(prior, log_phi, x, lengths, 16, (0, 5))
+    two = seeds_log_increments(prior, log_phi, x, lengths, 16, (0, 5), workers=2)
+    assert two.shape == one.shape == (2, 11, x.shape[1])
+    assert torch.allclose(two, one, atol=1e-10, rtol=0), (two - one).abs().max()
+    a = completion_perplexity(prior, log_phi, x, lengths, 3, 16, seeds=(0, 5))
+    b = completion_perplexity(prior, log_phi, x, lengths, 3, 16, seeds=(0, 5), workers=3)
+    assert a.values == pytest.approx(b.values, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "2"])
+def test_bad_worker_counts_are_refused(bad):
+    prior, log_phi = tiny_model()
+    x, lengths = _docs()
+    with pytest.raises(ValueError, match="workers"):
+        filter_log_increments(prior, log_phi, x, lengths, 4, workers=bad)
