@@ -2,7 +2,7 @@
 
 Times ``pyro_ssl.evaluation.completion_log_likelihood`` (the fully adapted particle filter,
 systematic resampling, first half of each document observed, second half scored) at its
-default chunking (``pyro_ssl.evaluation.default_chunk_size``: about 8,192 particles per pass),
+default chunking (``pyro_ssl.evaluation.default_chunk_size``: 6 documents at these sizes),
 and ``filter_log_increments`` at a few other chunk sizes (documents per filter pass; ``all``: one
 pass over every document, the default before 2026-12-04), each with its time over the
 default's, and the default call on ``--workers`` processes (each filtering an even share of
@@ -62,7 +62,7 @@ def main(argv=None):
     c0, w0 = time.process_time(), time.perf_counter()
     ll, n = completion_log_likelihood(prior, log_phi, tokens, lengths, T1, P, seed=0)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    default_chunk = default_chunk_size(P, K)
+    default_chunk = default_chunk_size(P, K, H)
     ppl = math.exp(-ll / n)
     base = wall
     rows.append(("completion_log_likelihood", f"default ({min(default_chunk, args.docs)})", f"{wall:.1f}", "1.00",

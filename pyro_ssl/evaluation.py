@@ -1,8 +1,8 @@
 """Evaluation by the particle filter: completion perplexity and held-out likelihood (SPEC 4).
 
 All functions take a prior and ``log_phi`` (the pieces of a fitted model), padded word ids
-``(B, T)`` and lengths ``(B,)``, and process documents in chunks so memory stays bounded by
-``chunk_size * P * K``.
+``(B, T)`` and lengths ``(B,)``, and process documents in chunks (:func:`default_chunk_size`), so
+memory stays bounded by ``chunk_size * P * (4 H + K)`` per step.
 """
 
 from __future__ import annotations
@@ -55,18 +55,18 @@ class Estimate:
                 f"P={self.num_particles}: the evaluator's Monte Carlo error, not training-seed spread)")
 
 
-ROWS_PER_CHUNK = 8192
-"""Particles (documents x ``P``) per filter pass by default: a pass's ``(rows, 4 H)`` gate buffers
-then stay in the cache. ``OMP_NUM_THREADS=1 python benchmarks/bench_eval.py --chunks ...`` (60
-documents of 170 tokens, ``P`` = 1,000): 10.3 s in chunks of 5 documents against 14.8 s in one pass
-of 60."""
+CHUNK_FLOATS = 1 << 21
+"""Floats of per-step work, ``documents x P x (4 H + K)`` (gates and logits), per filter pass by
+default: they then stay in the cache, while a pass still holds enough rows that the per-step
+overhead of small operations stays small (a tiny model takes many documents per pass).
+``OMP_NUM_THREADS=1 python benchmarks/bench_eval.py --docs 60 --chunks 5,all`` (K = 50, H = 64,
+``P`` = 1,000, 6 documents per pass) is in ``docs/performance.md``."""
 
 
-def default_chunk_size(num_particles: int, K: int) -> int:
-    """Documents per filter pass: :data:`ROWS_PER_CHUNK` particles, and at most about 2e7 floats of
-    ``(chunk, P, K)`` work."""
-    P = max(int(num_particles), 1)
-    return max(1, min(ROWS_PER_CHUNK // P, int(2e7 // (P * max(int(K), 1)))))
+def default_chunk_size(num_particles: int, K: int, hidden_size: int = 64) -> int:
+    """Documents per filter pass: :data:`CHUNK_FLOATS` of per-step work (at least one document)."""
+    rows = CHUNK_FLOATS // (4 * int(hidden_size) + max(int(K), 1))
+    return max(1, rows // max(int(num_particles), 1))
 
 
 def seeds_log_increments(
@@ -113,7 +113,7 @@ def _row_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resam
     """:func:`seeds_log_increments` of rows ``[lo, hi)``: ``(S, hi - lo, T)``, keyed by their rows."""
     device = prior.device
     if chunk_size is None:
-        chunk_size = default_chunk_size(num_particles, prior.K)
+        chunk_size = default_chunk_size(num_particles, prior.K, prior.hidden_size)
     resampler = get_resampler(resampling)
     out = torch.zeros(len(seeds), hi - lo, tokens.shape[1], dtype=prior.dtype, device=device)
     for start in range(lo, hi, chunk_size):

@@ -84,10 +84,10 @@ def test_keyed_filter_evidence_is_unbiased(resampling):
 
 
 def test_default_chunks_hold_a_few_thousand_particles():
-    assert default_chunk_size(1000, 50) == 8
-    assert default_chunk_size(10, 50) == 819
-    assert default_chunk_size(100_000, 50) == 1
-    assert default_chunk_size(1000, 10_000) == 2  # the memory cap: about 2e7 floats of (chunk, P, K)
+    assert default_chunk_size(1000, 50, 64) == 6  # 2^21 floats of (P, 4 H + K) per step
+    assert default_chunk_size(10, 50, 64) == 685
+    assert default_chunk_size(1000, 3, 8) == 59  # a tiny model: many documents per pass
+    assert default_chunk_size(100_000, 50, 64) == 1
 
 
 def test_two_processes_score_what_one_does():
