@@ -2,7 +2,9 @@
 
 The figures are drawn with matplotlib's object-oriented API (``Figure``, never ``pyplot``), so
 plotting works on machines without a display (servers, CI), never opens a window, and importing
-this module leaves the caller's matplotlib backend alone (``import pyro_ssl`` imports it).
+this module leaves the caller's matplotlib backend alone. matplotlib itself is imported by the
+first plot, not by ``import pyro_ssl`` (a quarter of a second every process would pay: every
+command-line call, every process of ``fit(..., workers=N)``).
 
 * :func:`plot_training_curves`: a per-epoch quantity for one or several models;
 * :func:`plot_topics`: the top words of every topic as a grid;
@@ -20,13 +22,16 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from .data import Corpus, gensim_corpus_texts
 from .diagnostics import ancestors_matrix, ess_matrix, run_chains, update_rate_matrix
 from .estimator import SSL
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "plot_training_curves",
@@ -46,11 +51,23 @@ _LABELS = {
 }
 
 
+def _figure(**kwargs) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def _save(fig: Figure, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
     return path
+
+
+def _max_n_locator(n: int):
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(n)
 
 
 def topic_colors(K: int) -> list:
@@ -91,7 +108,7 @@ def plot_training_curves(histories, key: str | Sequence[str] = "log_joint_per_to
     """
     hs = _as_histories(histories)
     keys = [key] if isinstance(key, str) else list(key)
-    fig = Figure(figsize=(5.5 * len(keys), 3.6))
+    fig = _figure(figsize=(5.5 * len(keys), 3.6))
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, k in zip(axes, keys):
         plotted = 0
@@ -136,7 +153,7 @@ def plot_topics(top_words: Sequence[Sequence[str]], path="topics.png", weights=N
     ncols = max(1, min(ncols, n_panels))
     nrows = -(-n_panels // ncols)
     n = max(len(w) for w in top_words)
-    fig = Figure(figsize=(2.4 * ncols, 0.22 * n * nrows + 0.6 * nrows + 0.4))
+    fig = _figure(figsize=(2.4 * ncols, 0.22 * n * nrows + 0.6 * nrows + 0.4))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     palette = topic_colors(K or max(ids) + 1)
     colors = [palette[k] for k in ids]  # by topic id, not by panel
@@ -152,7 +169,7 @@ def plot_topics(top_words: Sequence[Sequence[str]], path="topics.png", weights=N
             for yi, word in zip(y, words):
                 ax.text(0, yi, " " + word, va="center", ha="left", fontsize=8)
             ax.set_xlim(0, float(np.max(w)) * 1.05 if w.size else 1)
-            ax.xaxis.set_major_locator(MaxNLocator(3))  # more tick labels overlap in a narrow panel
+            ax.xaxis.set_major_locator(_max_n_locator(3))  # more tick labels overlap in a narrow panel
             ax.tick_params(labelsize=6)
             ax.set_yticks([])
         else:
@@ -188,7 +205,7 @@ def plot_topic_ribbon(words: Sequence[str], topics: Sequence[int], path="topic_r
     K = K or max(topics) + 1
     colors = topic_colors(K)
     lines = -(-len(words) // words_per_line)
-    fig = Figure(figsize=(1.0 * words_per_line, 0.45 * lines + 0.9))
+    fig = _figure(figsize=(1.0 * words_per_line, 0.45 * lines + 0.9))
     ax = fig.subplots()
     for i, (w, k) in enumerate(zip(words, topics)):
         r, c = divmod(i, words_per_line)
@@ -223,7 +240,7 @@ def plot_mixing(history, path="mixing.png", *, epochs: Sequence[int] | None = No
             ("distinct ancestors", "distinct ancestors of the final particles", ancestors_matrix(h))]
     if epochs is None:
         epochs = sorted({0, len(h) // 2, len(h) - 1})
-    fig = Figure(figsize=(13, 3.4))
+    fig = _figure(figsize=(13, 3.4))
     axes = fig.subplots(1, 3)
     import matplotlib as mpl
 
@@ -261,7 +278,7 @@ def plot_traces(idata, path="traces.png", *, var_names: Sequence[str] | None = N
     names = list(var_names) if var_names is not None else list(idata.posterior.data_vars)
     if not names:
         raise ValueError("idata.posterior has no variables to plot")
-    fig = Figure(figsize=(11, 2.6 * len(names)))
+    fig = _figure(figsize=(11, 2.6 * len(names)))
     axes = fig.subplots(len(names), 2, squeeze=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
