@@ -13,10 +13,10 @@ never draws by itself:
 * ``accept()``: ``(B, 1)`` for a Metropolis-Hastings decision on the sweep's result (the blocked
   sweep's ``future_lag`` correction).
 
-Two sources:
+Three sources:
 
 * :class:`GeneratorUniforms`: fresh ``torch.rand`` from one generator, in call order. Cheap;
-  what evaluation and prediction use.
+  what prediction and sampling use.
 * :class:`KeyedUniforms`: every uniform document ``d`` consumes in one sweep comes from its
   own counter-based stream keyed by ``(seed, stream, *key, d)`` (:func:`keyed_stream`), laid
   out by the document's *own* length. A document's draws then depend neither on the other
@@ -24,6 +24,9 @@ Two sources:
   one process and split over any number of processes. Learning
   (:class:`~pyro_ssl.infer.em.StochasticEM`) uses it for every random choice: minibatch
   order, initial paths, sweeps and dropout.
+* :class:`KeyedStepUniforms`: the same per-document streams for the evaluator's particle
+  filters (:mod:`pyro_ssl.evaluation`, stream ``"filter"``), made a window of steps at a time,
+  so scoring 1,000 particles over long documents needs no ``(T, P)`` table per document.
 
 One generator serves every keyed uniform: SplitMix64 (Steele, Lea and Flood 2014) run as a
 counter-based generator, output ``c`` of document ``d``'s stream being
