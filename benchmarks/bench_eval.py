@@ -82,7 +82,7 @@ def main(argv=None):
                      load0))
     for w in [int(c) for c in args.workers.split(",") if c]:
         load0 = load_average()
-        c0, w0 = time.process_time(), time.perf_counter()
+        w0 = time.perf_counter()
         ll_w, n_w = completion_log_likelihood(prior, log_phi, tokens, lengths, T1, P, seed=0, workers=w)
         wall = time.perf_counter() - w0
         # CPU here is this process's only: the workers' own time is not in it
