@@ -16,6 +16,14 @@ def tiny_model(K=3, V=6, H=8, seed=0):
     return prior, log_phi
 
 
+def ragged_docs(D=7, V=6, seed=1, max_length=11):
+    """``(x (D, T), lengths (D,))``: random words, lengths uniform on ``1 .. max_length``."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, max_length + 1, (D,), generator=g)
+    x = torch.randint(V, (D, int(lengths.max())), generator=g)
+    return x, lengths
+
+
 def simulated_corpus(K=3, V=12, D=60, T=30, seed=0):
     """Documents from a sticky ``K``-topic model whose topics own disjoint blocks of words."""
     g = torch.Generator().manual_seed(seed)

@@ -19,16 +19,9 @@ from pyro_ssl.smc import FULL_LAG, csmc_sweep, particle_filter
 from pyro_ssl.smc.resampling import inverse_cdf
 from pyro_ssl.smc.uniforms import KeyedUniforms, mix_key
 
-from helpers import tiny_model
+from helpers import ragged_docs as _docs, tiny_model
 
 Z_SIGMA = 5.0
-
-
-def _docs(D=7, V=6, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, 12, (D,), generator=g)
-    x = torch.randint(V, (D, int(lengths.max())), generator=g)
-    return x, lengths
 
 
 def _sweep(prior, log_phi, x, lengths, ids, ref, lag, P=5, key=(3, 1), resampling="multinomial"):

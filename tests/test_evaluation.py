@@ -15,16 +15,13 @@ from pyro_ssl.smc import get_resampler
 from pyro_ssl.smc.uniforms import KeyedStepUniforms, keyed_rows
 
 from exact import enumerate_paths
-from helpers import tiny_model
+from helpers import ragged_docs, tiny_model
 
 Z_SIGMA = 5.0
 
 
-def _docs(D=9, V=6, seed=2):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, 14, (D,), generator=g)
-    x = torch.randint(V, (D, int(lengths.max())), generator=g)
-    return x, lengths
+def _docs(D=9):
+    return ragged_docs(D, seed=2, max_length=13)
 
 
 @pytest.mark.parametrize("resampling", ["systematic", "multinomial"])
