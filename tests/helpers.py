@@ -45,3 +45,10 @@ PETS_AND_MARKETS = [
     "rates rose and markets fell and stocks closed lower",
 ] * 2
 """Twelve short texts on two themes: a corpus for persistence and estimator tests."""
+
+
+def share_or_fail(scale, lo, hi):
+    """A share for ``pyro_ssl.runtime.run_shares`` tests: ``arange(lo, hi) * scale``, refusing ``lo == 3``."""
+    if lo == 3:
+        raise ValueError(f"share starting at {lo} refused")
+    return torch.arange(lo, hi) * scale

@@ -109,3 +109,14 @@ def test_bad_worker_counts_are_refused(bad):
     x, lengths = _docs()
     with pytest.raises(ValueError, match="workers"):
         filter_log_increments(prior, log_phi, x, lengths, 4, workers=bad)
+
+
+def test_run_shares_returns_the_shares_in_order_and_raises_a_share_error():
+    from pyro_ssl.runtime import run_shares
+
+    from helpers import share_or_fail
+
+    got = run_shares(share_or_fail, (2,), [(0, 2), (2, 3)])
+    assert [t.tolist() for t in got] == [[0, 2], [4]]
+    with pytest.raises(Exception, match="share starting at 3 refused"):
+        run_shares(share_or_fail, (2,), [(0, 3), (3, 5)])
