@@ -63,10 +63,13 @@ overhead of small operations stays small (a tiny model takes many documents per 
 ``P`` = 1,000, 6 documents per pass) is in ``docs/performance.md``."""
 
 
-def default_chunk_size(num_particles: int, K: int, hidden_size: int = 64) -> int:
-    """Documents per filter pass: :data:`CHUNK_FLOATS` of per-step work (at least one document)."""
-    rows = CHUNK_FLOATS // (4 * int(hidden_size) + max(int(K), 1))
-    return max(1, rows // max(int(num_particles), 1))
+def default_chunk_size(num_particles: int, K: int, hidden_size: int = 64, device="cpu") -> int:
+    """Documents per filter pass (at least one): on a CPU :data:`CHUNK_FLOATS` of per-step work;
+    on a GPU, which wants large passes, about 2e7 floats of ``(chunk, P, K)`` (the memory bound)."""
+    P, K = max(int(num_particles), 1), max(int(K), 1)
+    if torch.device(device).type != "cpu":
+        return max(1, int(2e7 // (P * K)))
+    return max(1, CHUNK_FLOATS // (4 * int(hidden_size) + K) // P)
 
 
 def seeds_log_increments(
@@ -84,11 +87,11 @@ def seeds_log_increments(
     """Particle-filter estimates of ``log p(x_t | x_<t)`` under every filter seed, ``(S, B, T)``
     (0 at padding).
 
-    Every document's filter draws from its own stream, keyed by ``(seed, row)``
+    On a CPU every document's filter draws from its own stream, keyed by ``(seed, row)``
     (:class:`~pyro_ssl.smc.uniforms.KeyedStepUniforms`), so a row's estimates depend neither on
     ``chunk_size`` nor on the other rows nor on ``workers`` (up to floating-point round-off in
     the batched products; a draw that round-off flips is rare and leaves an equally valid
-    estimate).
+    estimate), nor on the device.
 
     Args:
         chunk_size: documents per filter pass (default :func:`default_chunk_size`).
@@ -113,7 +116,7 @@ def _row_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resam
     """:func:`seeds_log_increments` of rows ``[lo, hi)``: ``(S, hi - lo, T)``, keyed by their rows."""
     device = prior.device
     if chunk_size is None:
-        chunk_size = default_chunk_size(num_particles, prior.K, prior.hidden_size)
+        chunk_size = default_chunk_size(num_particles, prior.K, prior.hidden_size, device)
     resampler = get_resampler(resampling)
     out = torch.zeros(len(seeds), hi - lo, tokens.shape[1], dtype=prior.dtype, device=device)
     for start in range(lo, hi, chunk_size):

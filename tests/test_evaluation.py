@@ -85,6 +85,7 @@ def test_default_chunks_hold_a_few_thousand_particles():
     assert default_chunk_size(10, 50, 64) == 685
     assert default_chunk_size(1000, 3, 8) == 59  # a tiny model: many documents per pass
     assert default_chunk_size(100_000, 50, 64) == 1
+    assert default_chunk_size(1000, 50, 64, "cuda") == 400  # a GPU: passes as large as memory allows
 
 
 def test_two_processes_score_what_one_does():
@@ -120,3 +121,4 @@ def test_run_shares_returns_the_shares_in_order_and_raises_a_share_error():
     assert [t.tolist() for t in got] == [[0, 2], [4]]
     with pytest.raises(Exception, match="share starting at 3 refused"):
         run_shares(share_or_fail, (2,), [(0, 3), (3, 5)])
+
