@@ -32,6 +32,7 @@ from _common import load_average, machine_line, random_log_phi, synthetic_corpus
 
 from pyro_ssl.evaluation import completion_log_likelihood, default_chunk_size, filter_log_increments  # noqa: E402
 from pyro_ssl.model import LSTMPrior  # noqa: E402
+from pyro_ssl.smc.uniforms import KeyedStepUniforms  # noqa: E402
 
 
 def main(argv=None):
@@ -90,6 +91,13 @@ def main(argv=None):
                      f"{wall:.1f}", f"{wall / base:.2f}", "-", f"{math.exp(-ll_w / n_w):.1f}", load0))
     print(table(rows, ("call", "chunk (docs)", "wall s", "over the default", "CPU s", "perplexity",
                        "load average before")))
+    # What a GPU's pass adds: its keyed uniforms are made on the CPU (every document in one pass there).
+    w0 = time.perf_counter()
+    u = KeyedStepUniforms(0, torch.arange(args.docs), P, resample_slots=1)
+    for t in range(args.length):
+        u.resample(t, 1), u.proposal(t)
+    print(f"keyed uniforms of every document and step in one pass (what a GPU's pass adds on the CPU): "
+          f"{time.perf_counter() - w0:.3f} s")
     print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
           f"load average now {load_average()}")
 
