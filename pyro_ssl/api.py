@@ -10,7 +10,7 @@ from .infer.svi import SVIConfig
 __all__ = ["fit"]
 
 _FIT_KEYS = {"vocab_size", "eval_data", "eval_every", "eval_particles", "callback", "progress", "checkpoint_dir", "resume"}
-_ONE_PROCESS_KEYS = {"eval_data", "eval_every", "eval_particles", "callback"}
+_ONE_PROCESS_KEYS = {"callback"}
 
 
 def fit(data, K: int = 50, epochs: int | None = None, method: str = "pg", workers: int = 1, **kwargs) -> SSL:
@@ -25,7 +25,8 @@ def fit(data, K: int = 50, epochs: int | None = None, method: str = "pg", worker
 
     ``workers=N`` (particle Gibbs only) fits on ``N`` processes of this machine through the
     data-parallel engine (:func:`pyro_ssl.distributed.fit_workers`) and returns the model one
-    process gives; each process uses one core (:mod:`pyro_ssl.runtime`).
+    process gives; each process uses one core (:mod:`pyro_ssl.runtime`). A validation set and
+    early stopping work there too (each process scores a share); ``callback`` needs ``workers=1``.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")

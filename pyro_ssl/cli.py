@@ -281,11 +281,9 @@ def cmd_fit(args) -> int:
             if args.device not in (None, "cpu"):
                 raise ValueError("--workers starts CPU processes (gloo); for GPUs launch python -m pyro_ssl.distributed "
                                  "with torchrun")
-            if valid is not None:
-                raise ValueError("--validation and --patience score the model between epochs in one process; "
-                                 "use --workers 1 with them")
             model = fit_workers(corpus, args.workers, dtype=getattr(torch, args.dtype), progress=not args.quiet,
-                                checkpoint_dir=args.checkpoint_dir, resume=args.resume, **kwargs)
+                                checkpoint_dir=args.checkpoint_dir, resume=args.resume, eval_data=valid,
+                                eval_every=args.eval_every, eval_particles=args.validation_particles, **kwargs)
         else:
             model.fit(corpus, progress=not args.quiet, eval_data=valid, eval_every=args.eval_every,
                       eval_particles=args.validation_particles, checkpoint_dir=args.checkpoint_dir,

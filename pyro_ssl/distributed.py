@@ -46,8 +46,9 @@ from .config import add_setting_flags, check_bool, check_device, check_dir, chec
 from .data import Corpus, load_corpus
 from .data.ondisk import OnDiskCorpus, is_ondisk_corpus, write_ondisk
 from .data.shard import TokenShard, shard_bounds
-from .estimator import SSL
+from .estimator import SSL, _check_eval_data
 from .infer.em import StochasticEM
+from .infer.stopping import EarlyStopping
 from .infer.reduce import Reducer
 
 __all__ = ["DistContext", "DistributedFit", "SharedSums", "fit_distributed", "fit_workers", "init_distributed", "main", "build_parser"]
@@ -289,7 +290,8 @@ class DistributedFit:
         return [flat[a:b] for a, b in zip(off[:-1], off[1:])]
 
 
-def _epoch_logger(ctx: DistContext, log, progress: bool, ssl: SSL):
+def _epoch_logger(ctx: DistContext, log, progress: bool, ssl: SSL, eval_data=None, eval_every: int = 1,
+                  eval_particles: int = 100):
     """The estimator's epoch hook (record, checkpoint) with rank 0's log line and JSON log as its callback."""
 
     last = [0.0, 0, 0]  # the totals at the previous epoch's end: the entry gets this epoch's share
@@ -308,7 +310,7 @@ def _epoch_logger(ctx: DistContext, log, progress: bool, ssl: SSL):
                   f"({entry['docs_per_second']:.1f} docs/s, comm {entry['comm_seconds']:.2f}s)  world {ctx.world_size}", flush=True)
         return False
 
-    return ssl._epoch_hook(None, 1, 0, report)
+    return ssl._epoch_hook(eval_data, eval_every, eval_particles, report)
 
 
 def fit_distributed(
@@ -330,6 +332,9 @@ def fit_distributed(
     progress: bool = False,
     return_paths: bool = False,
     shared: SharedSums | None = None,
+    eval_data=None,
+    eval_every: int = 1,
+    eval_particles: int = 100,
     **settings,
 ) -> DistributedFit:
     """Fit a Topical SSL data-parallel over ``world_size`` processes (or 1).
@@ -350,6 +355,10 @@ def fit_distributed(
         return_paths: gather every document's path onto every rank at the end.
         shared: this rank's :class:`SharedSums` when every process runs on this machine
             (:func:`fit_workers` passes it): the frequent small sums then skip the network.
+        eval_data, eval_every, eval_particles: a validation set, as for :meth:`SSL.fit`: every
+            rank scores an even share of its documents and the sums are summed, so every rank
+            records the same value and early stopping (``patience``) takes the same decision
+            on every rank (each restores its own shard's best state).
     """
     if K is not None:
         settings["K"] = K
@@ -366,6 +375,12 @@ def fit_distributed(
         raise ValueError("resume=True needs checkpoint_dir (the directory holding checkpoint.pt)")
     if ssl.config.learning.init == "hmm":
         raise ValueError("init='hmm' fits an HMM on all documents in one process; use 'smc' or 'uniform' here")
+    eval_every = check_int("eval_every", eval_every, 1)
+    eval_particles = check_int("eval_particles", eval_particles, 1)
+    patience = ssl.config.learning.patience
+    if patience and eval_data is None:
+        raise ValueError(f"patience={patience} needs a validation set: pass eval_data "
+                         "(a (tokens, lengths, T1) completion set or held-out documents)")
     ctx = init_distributed(rank, world_size, backend=backend, init_method=init_method, device=device)
     if shared is not None and ctx.active:
         if shared.workers != ctx.world_size or shared.rank != ctx.rank:
@@ -381,6 +396,8 @@ def fit_distributed(
             bad = int((corpus.lengths < 1).nonzero()[0])
             raise ValueError(f"data: document {bad} is empty; drop empty documents before fitting")
         V = max(int(corpus.V), vocab_size or 0)
+        if eval_data is not None:
+            eval_data = _check_eval_data(eval_data, V)
         ssl._build(V)
         ssl.vocab = corpus.vocab
         for t in ssl.model.state_dict().values():  # identical by seeding; make sure
@@ -388,8 +405,9 @@ def fit_distributed(
         shard = _shard(corpus, ctx.rank, ctx.world_size, V, ctx.device)
         em = StochasticEM(ssl.model, shard, ssl.config, global_lengths=corpus.lengths, reducer=ctx)
         ssl._em = em
-        ssl._train(em, epochs, on_epoch=_epoch_logger(ctx, log, progress, ssl), progress=False,
-                   checkpoint_dir=checkpoint_dir, resume=resume)
+        stopper = EarlyStopping(patience, ssl.config.learning.min_delta) if patience else None
+        ssl._train(em, epochs, on_epoch=_epoch_logger(ctx, log, progress, ssl, eval_data, eval_every, eval_particles),
+                   progress=False, checkpoint_dir=checkpoint_dir, resume=resume, stopper=stopper)
         paths = em.gather_paths() if return_paths else None
         if out is not None and ctx.is_main:
             ssl.save(out)
@@ -401,7 +419,8 @@ def fit_distributed(
             dist.destroy_process_group()
 
 
-_RUN_KEYS = {"dtype", "checkpoint_dir", "resume", "progress", "log", "return_paths", "device", "backend", "shared"}
+_RUN_KEYS = {"dtype", "checkpoint_dir", "resume", "progress", "log", "return_paths", "device", "backend", "shared",
+             "eval_data", "eval_every", "eval_particles"}
 """Arguments of :func:`fit_distributed` that are not settings of :class:`~pyro_ssl.SSL`."""
 
 
@@ -429,7 +448,8 @@ def fit_workers(data, workers: int, K: int | None = None, epochs: int | None = N
         data: anything :func:`fit_distributed` takes.
         workers: processes, >= 1 (1 runs them in this process's children all the same).
         K, epochs, vocab_size, **kwargs: as for :func:`fit_distributed` (``checkpoint_dir``,
-            ``resume``, ``progress``, ``dtype`` and the settings of :class:`~pyro_ssl.SSL`).
+            ``resume``, ``progress``, ``dtype``, ``eval_data``, ``eval_every``, ``eval_particles``
+            and the settings of :class:`~pyro_ssl.SSL`).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")

@@ -27,9 +27,10 @@ from .baselines.base import LanguageModel
 from .baselines.hmm import HMM
 from .config import SSLConfig, check_bool, check_dir, check_device, check_dtype, check_float, check_int, check_seed
 from .data.corpus import Corpus
-from .data.shard import TokenShard
+from .data.shard import TokenShard, shard_bounds
 from .data.vocabulary import Vocabulary
 from .infer.em import StochasticEM
+from .infer.reduce import LOCAL
 from .infer.stopping import EarlyStopping
 from .infer.svi import SVIConfig, train_svi
 from .model import TopicalSSL, length_mask, log_joint
@@ -382,7 +383,21 @@ class SSL(LanguageModel):
             if eval_data is not None and entry["epoch"] % eval_every == 0:
                 t0 = time.perf_counter()
                 seeds = (entry["epoch"],)
-                if completion:
+                reducer = self._em.reducer if self._em is not None else LOCAL
+                if reducer.world_size > 1:
+                    # A data-parallel fit: each rank scores its share of the rows (keyed as in the
+                    # whole set) and the sums are summed, so every rank records the same value.
+                    tokens, lengths = eval_data[0], eval_data[1]
+                    rows = shard_bounds(len(tokens), reducer.rank, reducer.world_size)
+                    ll, n = evaluation.held_out_sums(self.prior, self.log_phi, tokens, lengths,
+                                                     eval_data[2] if completion else 0, eval_particles, seeds, rows=rows)
+                    ll, n = reducer.sum(torch.cat([ll.to(self.device), torch.tensor([float(n)], dtype=torch.float64,
+                                                                                      device=self.device)])).tolist()
+                    if completion:
+                        entry["completion_ppl"] = evaluation.perplexity(ll, int(n))
+                    else:
+                        entry["heldout_log_lik"] = ll / n
+                elif completion:
                     est = self.completion_perplexity(*eval_data, num_particles=eval_particles, seeds=seeds)
                     entry["completion_ppl"] = est.mean
                 else:
@@ -839,6 +854,7 @@ class SSL(LanguageModel):
         return persistence.save_model(
             path, config=self.config.to_dict(), K=self.K, V=self.V, dtype=self.dtype, tensors=tensors,
             vocab=self.vocab.to_dict() if self.vocab is not None else None, history=self.history,
+            best_epoch=self.best_epoch,
         )
 
     @classmethod
@@ -879,6 +895,7 @@ class SSL(LanguageModel):
         ssl.log_phi = saved.tensors["log_phi"].to(ssl.device)
         ssl.vocab = vocab
         ssl.history = saved.history
+        ssl.best_epoch = saved.best_epoch
         return ssl
 
     def snapshot(self) -> "SSL":

@@ -25,6 +25,7 @@ __all__ = [
     "Estimate",
     "filter_log_increments",
     "seeds_log_increments",
+    "held_out_sums",
     "default_chunk_size",
     "completion_log_likelihood",
     "heldout_log_likelihood",
@@ -83,9 +84,11 @@ def seeds_log_increments(
     resampling: str = "systematic",
     chunk_size: int | None = None,
     workers: int = 1,
+    rows: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Particle-filter estimates of ``log p(x_t | x_<t)`` under every filter seed, ``(S, B, T)``
-    (0 at padding).
+    (0 at padding); with ``rows=(lo, hi)`` only those rows, ``(S, hi - lo, T)``, keyed as in the
+    whole batch (what one rank of a data-parallel fit scores of a validation set).
 
     On a CPU every document's filter draws from its own stream, keyed by ``(seed, row)``
     (:class:`~pyro_ssl.smc.uniforms.KeyedStepUniforms`), so a row's estimates depend neither on
@@ -103,6 +106,11 @@ def seeds_log_increments(
     workers = check_int("workers", workers, 1)
     seeds = tuple(int(s) for s in seeds)
     args = (prior, log_phi, tokens, lengths, int(num_particles), seeds, resampling, chunk_size)
+    if rows is not None:
+        lo, hi = int(rows[0]), int(rows[1])
+        if not 0 <= lo <= hi <= B:
+            raise ValueError(f"rows must be (lo, hi) with 0 <= lo <= hi <= {B}, got {rows!r}")
+        return _row_increments(*args, lo, hi)
     if workers == 1 or B < 2:
         return _row_increments(*args, 0, B)
     if prior.device.type != "cpu":
@@ -164,6 +172,19 @@ def _estimate(values: list[float], num_particles: int) -> Estimate:
 def _held_out(lengths: torch.Tensor, T: int, T1: int, device) -> torch.Tensor:
     """``(B, T)`` bool: the positions ``t >= T1`` inside each document."""
     return length_mask(lengths.to(device), T) & (torch.arange(T, device=device) >= T1)
+
+
+def held_out_sums(prior: LSTMPrior, log_phi: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, T1: int,
+                  num_particles: int, seeds, *, rows: tuple[int, int] | None = None,
+                  resampling: str = "systematic") -> tuple[torch.Tensor, int]:
+    """``(S,)`` float64: per seed, the summed ``log p(x_t | x_<t)`` over positions ``t >= T1`` of
+    the documents (of ``rows``, keyed as in the whole batch), and how many positions that is.
+    Shares of the rows add up to the whole (what the ranks of a data-parallel fit sum)."""
+    lo, hi = (0, tokens.shape[0]) if rows is None else rows
+    inc = seeds_log_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resampling=resampling,
+                               rows=(lo, hi))
+    held = _held_out(lengths[lo:hi], tokens.shape[1], T1, inc.device)
+    return torch.stack([one[held].sum().double() for one in inc]) if len(inc) else inc.new_zeros(0), int(held.sum())
 
 
 def completion_log_likelihood(

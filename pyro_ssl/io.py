@@ -184,6 +184,7 @@ class SavedModel:
         vocab: the vocabulary's JSON dict, or ``None``.
         history: per-epoch training entries.
         path: the directory, for messages.
+        best_epoch: the epoch early stopping restored (``None``: none, or saved before it was kept).
     """
 
     config: dict
@@ -194,10 +195,12 @@ class SavedModel:
     vocab: dict | None
     history: list
     path: Path
+    best_epoch: int | None = None
 
 
 def save_model(path: str | os.PathLike, *, config: dict, K: int, V: int, dtype: torch.dtype,
-               tensors: dict[str, torch.Tensor], vocab: dict | None, history: list) -> Path:
+               tensors: dict[str, torch.Tensor], vocab: dict | None, history: list,
+               best_epoch: int | None = None) -> Path:
     """Write a saved-model directory (created if needed); returns it.
 
     Every file is written atomically; ``config.json`` is written last and records the other
@@ -229,6 +232,7 @@ def save_model(path: str | os.PathLike, *, config: dict, K: int, V: int, dtype: 
         "dtype": _dtype_name(dtype),
         "files": files,
         "history": jsonable(history),
+        "best_epoch": None if best_epoch is None else int(best_epoch),
     }
     _write_text(path / CONFIG_FILE, json.dumps(doc, indent=2))
     return path
@@ -321,7 +325,11 @@ def load_model(path: str | os.PathLike) -> SavedModel:
         worst = float(norm.abs().max())
         raise ValueError(f"{weights_file}: log_phi rows do not normalise (max |logsumexp| {worst:.3g})")
     history = cfg.get("history", [])
-    return SavedModel(cfg["config"], K, V, dtype, tensors, vocab, list(history) if isinstance(history, list) else [], path)
+    best = cfg.get("best_epoch")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, int) or best < 1):
+        raise ValueError(f"{cfg_path}: best_epoch must be a positive integer or null, got {best!r}")
+    return SavedModel(cfg["config"], K, V, dtype, tensors, vocab, list(history) if isinstance(history, list) else [], path,
+                      best)
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -389,6 +389,30 @@ def test_fit_with_workers_returns_the_one_process_model(tmp_path):
         pyro_ssl.fit(docs, workers=0, **kw)
 
 
+def test_workers_score_the_validation_set_and_stop_early_as_one_process():
+    """With ``eval_data`` and ``patience``, each of two processes scores half the validation
+    documents (keyed as in the whole set) and the sums are summed: the recorded values equal one
+    process's up to the order of the sums, and early stopping restores the same best epoch
+    (``lr`` high enough that validation worsens within a few epochs)."""
+    import pyro_ssl
+
+    docs = _corpus(D=30)
+    valid = _corpus(D=9, seed=3)
+    tokens = torch.zeros(len(valid), max(map(len, valid)), dtype=torch.long)
+    for i, d in enumerate(valid):
+        tokens[i, : len(d)] = torch.tensor(d)
+    lengths = torch.tensor([len(d) for d in valid])
+    kw = dict(SETTINGS, epochs=8, warmup_epochs=1, lr=0.3, patience=2, dtype=torch.float64, vocab_size=15,
+              progress=False, eval_data=(tokens, lengths, 2), eval_particles=12)
+    one = pyro_ssl.fit(docs, **kw)
+    two = pyro_ssl.fit(docs, workers=2, **kw)
+    ppl = [[e.get("completion_ppl") for e in m.history] for m in (one, two)]
+    assert len(ppl[0]) < 8 and ppl[0][-1] is not None, ppl  # it did stop early
+    assert ppl[1] == pytest.approx(ppl[0], rel=1e-9), ppl
+    assert two.best_epoch == one.best_epoch < len(one.history)
+    assert torch.equal(two.log_phi, one.log_phi)  # the best epoch's state, restored on every rank
+
+
 def test_hot_loops_run_on_the_package_thread_setting_and_restore_the_callers():
     import pyro_ssl
     from pyro_ssl.runtime import hot_loop

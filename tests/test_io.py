@@ -230,3 +230,21 @@ def test_a_configuration_saved_before_block_final_draw_keeps_the_gibbs_draw(fitt
     flat = {k: v for k, v in fitted.config.flat().items() if k != "block_final_draw"}
     assert SSLConfig.from_dict(flat).sampler.block_final_draw == "gibbs"
     assert SSLConfig().sampler.block_final_draw == "metropolised"
+
+
+def test_the_early_stopping_epoch_is_saved_and_checked(fitted, tmp_path):
+    """``best_epoch`` survives save/load (``fit(..., workers=N)`` returns a loaded model); files
+    saved before it was kept load with ``None``; a malformed value is refused."""
+    snap = fitted.snapshot()
+    snap.best_epoch = 2
+    path = snap.save(tmp_path / "m")
+    assert pyro_ssl.SSL.load(path).best_epoch == 2
+    cfg = json.loads((path / CONFIG_FILE).read_text())
+    del cfg["best_epoch"]
+    (path / CONFIG_FILE).write_text(json.dumps(cfg))
+    assert pyro_ssl.SSL.load(path).best_epoch is None
+    for bad in (0, "2", True):
+        cfg["best_epoch"] = bad
+        (path / CONFIG_FILE).write_text(json.dumps(cfg))
+        with pytest.raises(ValueError, match="best_epoch"):
+            pyro_ssl.SSL.load(path)
