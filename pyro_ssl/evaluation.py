@@ -176,13 +176,14 @@ def _held_out(lengths: torch.Tensor, T: int, T1: int, device) -> torch.Tensor:
 
 def held_out_sums(prior: LSTMPrior, log_phi: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, T1: int,
                   num_particles: int, seeds, *, rows: tuple[int, int] | None = None,
-                  resampling: str = "systematic") -> tuple[torch.Tensor, int]:
+                  resampling: str = "systematic", workers: int = 1) -> tuple[torch.Tensor, int]:
     """``(S,)`` float64: per seed, the summed ``log p(x_t | x_<t)`` over positions ``t >= T1`` of
     the documents (of ``rows``, keyed as in the whole batch), and how many positions that is.
-    Shares of the rows add up to the whole (what the ranks of a data-parallel fit sum)."""
-    lo, hi = (0, tokens.shape[0]) if rows is None else rows
+    Every score here is one of these; shares of the rows add up to the whole (what the ranks of
+    a data-parallel fit sum). The filter runs over whole documents either way."""
     inc = seeds_log_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resampling=resampling,
-                               rows=(lo, hi))
+                               workers=workers, rows=rows)
+    lo, hi = (0, tokens.shape[0]) if rows is None else rows
     held = _held_out(lengths[lo:hi], tokens.shape[1], T1, inc.device)
     return torch.stack([one[held].sum().double() for one in inc]) if len(inc) else inc.new_zeros(0), int(held.sum())
 
@@ -199,14 +200,10 @@ def completion_log_likelihood(
     resampling: str = "systematic",
     workers: int = 1,
 ) -> tuple[float, int]:
-    """Summed ``log p(x_{T1:len} | x_{<T1})`` over documents and the number of held-out tokens.
-
-    The filter runs over whole documents; only held-out steps ``t >= T1`` are summed.
-    """
-    inc = filter_log_increments(prior, log_phi, tokens, lengths, num_particles, resampling=resampling, seed=seed,
-                                workers=workers)
-    held = _held_out(lengths, tokens.shape[1], T1, inc.device)
-    return float(inc[held].sum()), int(held.sum())
+    """Summed ``log p(x_{T1:len} | x_{<T1})`` over documents and the number of held-out tokens."""
+    ll, n = held_out_sums(prior, log_phi, tokens, lengths, T1, num_particles, (seed,), resampling=resampling,
+                          workers=workers)
+    return float(ll[0]), n
 
 
 def completion_perplexity(
@@ -222,11 +219,9 @@ def completion_perplexity(
 ) -> Estimate:
     """Document-completion perplexity, replicated over filter seeds (mean and spread); every seed
     in one pass over the documents (one start of the ``workers`` processes)."""
-    inc = seeds_log_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resampling=resampling,
-                               workers=workers)
-    held = _held_out(lengths, tokens.shape[1], T1, inc.device)
-    n = int(held.sum())
-    return _estimate([perplexity(float(one[held].sum()), n) for one in inc], num_particles)
+    ll, n = held_out_sums(prior, log_phi, tokens, lengths, T1, num_particles, seeds, resampling=resampling,
+                          workers=workers)
+    return _estimate([perplexity(float(x), n) for x in ll], num_particles)
 
 
 def heldout_log_likelihood(
@@ -240,7 +235,6 @@ def heldout_log_likelihood(
     workers: int = 1,
 ) -> Estimate:
     """Per-token ``log Zhat`` over unseen documents, replicated over filter seeds."""
-    n = int(lengths.sum())
-    inc = seeds_log_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resampling=resampling,
-                               workers=workers)
-    return _estimate([float(one.sum()) / n for one in inc], num_particles)
+    ll, n = held_out_sums(prior, log_phi, tokens, lengths, 0, num_particles, seeds, resampling=resampling,
+                          workers=workers)
+    return _estimate([float(x) / n for x in ll], num_particles)
