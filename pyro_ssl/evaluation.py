@@ -15,7 +15,7 @@ from .baselines.base import perplexity
 from .config import check_int
 from .data.shard import shard_bounds
 from .model import LSTMPrior, length_mask
-from .runtime import run_shares
+from .runtime import no_autograd, run_shares
 from .smc.csmc import particle_filter
 from .smc.resampling import get_resampler
 from .smc.uniforms import KeyedStepUniforms
@@ -119,7 +119,7 @@ def seeds_log_increments(
     return torch.cat(run_shares(_row_increments, args, [shard_bounds(B, r, W) for r in range(W)]), 1)
 
 
-@torch.no_grad()
+@no_autograd
 def _row_increments(prior, log_phi, tokens, lengths, num_particles, seeds, resampling, chunk_size, lo, hi):
     """:func:`seeds_log_increments` of rows ``[lo, hi)``: ``(S, hi - lo, T)``, keyed by their rows."""
     device = prior.device

@@ -433,3 +433,56 @@ def test_bad_arguments_raise():
         csmc_sweep(prior, log_phi, x, torch.tensor([4, 4]), 0)
     with pytest.raises(ValueError, match="topics"):
         csmc_sweep(prior, log_phi[:2], x, torch.tensor([4, 4]), 3)
+
+
+def test_sweeps_run_without_autograd_and_return_ordinary_tensors():
+    """The sweeps run under ``torch.inference_mode`` (``runtime.no_autograd``); what they return
+    must still be ordinary tensors, which a caller may update in place or feed to autograd."""
+    from pyro_ssl.evaluation import filter_log_increments
+    from pyro_ssl.infer.collapsed import collapsed_mh
+    from pyro_ssl.runtime import no_autograd
+    from pyro_ssl.smc.blocked import blocked_csmc_sweep, future_log_prob
+
+    prior, log_phi = tiny_model()
+    g = torch.Generator().manual_seed(3)
+    x, ref = torch.randint(6, (3, 9), generator=g), torch.randint(3, (3, 9), generator=g)
+    n = torch.tensor([9, 5, 7])
+    state, z0 = prior.initial_state((3,))
+    counts = torch.rand(3, 6, dtype=torch.float64) * 5
+    outputs = {
+        "csmc_sweep": csmc_sweep(prior, log_phi, x, n, 4, ref, diagnostics=True, generator=g),
+        "blocked_csmc_sweep": blocked_csmc_sweep(prior, log_phi, x, n, 4, ref, block_size=4, stride=2, generator=g),
+        "filter_log_increments": filter_log_increments(prior, log_phi, x, n, 5),
+        "future_log_prob": future_log_prob(prior, state, z0, ref, torch.ones_like(ref, dtype=torch.bool),
+                                           return_state=True),
+        "collapsed_mh": collapsed_mh(counts[None] + 3, x[None], (torch.arange(9) < n[:, None])[None], ref[None],
+                                     (ref[None] + 1) % 3, None, 0.5, torch.rand(1, 3, generator=g)),
+    }
+
+    def tensors(obj):
+        if isinstance(obj, torch.Tensor):
+            yield obj
+        elif isinstance(obj, (tuple, list)):
+            for v in obj:
+                yield from tensors(v)
+        elif hasattr(obj, "__dataclass_fields__"):
+            for name in obj.__dataclass_fields__:
+                yield from tensors(getattr(obj, name))
+
+    for name, out in outputs.items():
+        found = list(tensors(out))
+        assert found, name
+        for t in found:
+            assert not t.is_inference(), name
+            t.copy_(t.clone())  # an in-place update outside inference mode: refused for inference tensors
+
+    # A caller's own inference mode is left alone (nested calls pass their tensors on uncloned).
+    @no_autograd
+    def inner():
+        return torch.ones(2)
+
+    with torch.inference_mode():
+        assert inner().is_inference()
+    assert not inner().is_inference()
+    res = outputs["csmc_sweep"]
+    assert res.path.shape == (3, 9) and res.particles.shape == (3, 4, 9)

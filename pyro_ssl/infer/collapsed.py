@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import torch
 
+from ..runtime import no_autograd
+
 __all__ = ["collapsed_mh", "visit_order_log_emission"]
 
 
@@ -128,7 +130,7 @@ class _PrefixUrn:
         return out.index_add_(0, self.doc, torch.lgamma(b) - torch.lgamma(b - self.delta))
 
 
-@torch.no_grad()
+@no_autograd
 def collapsed_mh(counts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, current: torch.Tensor,
                  proposed: torch.Tensor, log_q: torch.Tensor | None, beta: float, u: torch.Tensor,
                  extra: torch.Tensor | None = None) -> torch.Tensor:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import torch
 
 from ..model import LSTMPrior, LSTMState, StepWeights
-from ..runtime import hot_loop
+from ..runtime import hot_loop, no_autograd
 from .csmc import SweepResult, csmc_sweep
 
 __all__ = ["blocked_csmc_sweep", "block_starts", "future_log_prob"]
@@ -70,7 +70,7 @@ def block_starts(T: int, block_size: int, stride: int) -> list[tuple[int, int]]:
         s += stride
 
 
-@torch.no_grad()
+@no_autograd
 def future_log_prob(prior: LSTMPrior, state: LSTMState, z_last: torch.Tensor, future: torch.Tensor,
                     mask: torch.Tensor, weights: StepWeights | None = None,
                     return_state: bool = False) -> torch.Tensor | tuple[torch.Tensor, LSTMState]:
@@ -188,7 +188,7 @@ class _CurrentTail:
         self.lp[rows[kept], cut:end] = lp[kept]
 
 
-@torch.no_grad()
+@no_autograd
 @hot_loop
 def blocked_csmc_sweep(
     prior: LSTMPrior,

@@ -33,7 +33,7 @@ import torch
 
 from ..config import FINAL_DRAWS, FULL_LAG
 from ..model import LSTMPrior, LSTMState, StepWeights, length_mask
-from ..runtime import hot_loop
+from ..runtime import hot_loop, no_autograd
 from .resampling import Resampler, conditional_schemes, get_resampler, inverse_cdf, search_cdf
 from .uniforms import GeneratorUniforms, UniformSource
 
@@ -158,7 +158,7 @@ def _step_resampled(
     return prior.step(z_prev.index_select(0, flat), state, weights)
 
 
-@torch.no_grad()
+@no_autograd
 @hot_loop
 def csmc_sweep(
     prior: LSTMPrior,
