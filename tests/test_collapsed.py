@@ -160,6 +160,12 @@ def test_visit_order_table_leaves_out_only_what_changes_before_the_decision(s, e
             assert torch.allclose(got[grp, j], want, atol=1e-12)
     shared = visit_order_log_emission(counts[0], x[:1], z[:1], mask[:1], s, e, beta)
     assert torch.allclose(shared, got[:1], atol=1e-12)
+    # One rank's share of the documents (a data-parallel fit builds only its own): the same numbers.
+    for a, b in [(0, S), (0, 3), (2, 5), (4, S), (5, S), (3, 3)]:
+        part = visit_order_log_emission(counts, x, z, mask, s, e, beta, docs=(a, b))
+        assert torch.equal(part, got[:, a:b]), (a, b)
+    with pytest.raises(ValueError, match="docs must be"):
+        visit_order_log_emission(counts, x, z, mask, s, e, beta, docs=(4, 2))
 
 
 def test_blocked_sweep_puts_its_block_tables_ratio_in_the_decision():

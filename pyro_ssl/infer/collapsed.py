@@ -45,10 +45,12 @@ __all__ = ["collapsed_mh", "visit_order_log_emission"]
 
 
 def visit_order_log_emission(counts: torch.Tensor, x: torch.Tensor, z: torch.Tensor, mask: torch.Tensor,
-                             s: int, e: int, beta: float) -> torch.Tensor:
+                             s: int, e: int, beta: float, docs: tuple[int, int] | None = None) -> torch.Tensor:
     """Each document's proposal table for an update of its positions ``[s, e)``: ``phi`` from the
     *current* counts of every token that cannot change before the document's own decision,
-    ``log q`` ``(G, S, e - s, K)`` float64.
+    ``log q`` ``(G, S, e - s, K)`` float64; with ``docs=(a, b)`` only documents ``a .. b-1``'s,
+    ``(G, b - a, e - s, K)``, the same numbers (the documents after ``b`` do not enter them), so
+    each rank of a data-parallel fit builds only its share's tables.
 
     The decisions visit the ``S`` documents of a group in order, and an update changes only the
     window ``[s, e)`` (a block of the blocked kernel; ``[0, T)`` for whole documents). So while
@@ -66,7 +68,12 @@ def visit_order_log_emission(counts: torch.Tensor, x: torch.Tensor, z: torch.Ten
         x, z: ``(G, S, T)`` the group's words and current paths, documents in visit order;
             mask ``(G, S, T)`` real positions.
     """
+    first, stop = (0, x.shape[1]) if docs is None else docs
+    if not 0 <= first <= stop <= x.shape[1]:
+        raise ValueError(f"docs must be (a, b) with 0 <= a <= b <= {x.shape[1]}, got {docs!r}")
+    x, z, mask = x[:, :stop], z[:, :stop], mask[:, :stop]  # later documents do not enter a table
     G, S, T = x.shape
+    R = S - first  # documents whose tables are returned
     K, V = counts.shape[-2:]
     counts = counts.to(torch.float64).expand(G, K, V)
     xw, zw, mw = x[..., s:e].long(), z[..., s:e].long().clamp(0, K - 1), mask[..., s:e]
@@ -76,18 +83,20 @@ def visit_order_log_emission(counts: torch.Tensor, x: torch.Tensor, z: torch.Ten
     # (topic, word) side: the window tokens of documents 0..j with the token's word, by topic.
     # Sorted by (word, document) they are a run from the word's first token to the last of
     # document j, so a cumulative count of topics along the sorted tokens gives them by two
-    # binary searches per token (not per token and topic).
+    # binary searches per token (not per token and topic). The counts are whole numbers, so
+    # they do not depend on which other documents the sort held.
     word = (g * V + xw) * S  # (G, S, W): the word's key with document 0
     keys, order = (word + j)[mw].sort()
     seen = torch.nn.functional.pad(
         torch.nn.functional.one_hot(zw[mw][order], K).to(torch.float64).cumsum(0), (0, 0, 1, 0))  # (E + 1, K)
-    lo = torch.searchsorted(keys, word.reshape(-1))  # every position (padding too: its entries go unread)
-    hi = torch.searchsorted(keys, (word + j).reshape(-1), right=True)
-    mine = (seen[hi] - seen[lo]).view(G, S, W, K)
-    num = counts.gather(2, xw.reshape(G, 1, S * W).expand(G, K, S * W)).transpose(1, 2).reshape(G, S, W, K)
+    asked = word[:, first:]  # every position (padding too: its entries go unread)
+    lo = torch.searchsorted(keys, asked.reshape(-1))
+    hi = torch.searchsorted(keys, (asked + j[:, first:]).reshape(-1), right=True)
+    mine = (seen[hi] - seen[lo]).view(G, R, W, K)
+    num = counts.gather(2, xw[:, first:].reshape(G, 1, R * W).expand(G, K, R * W)).transpose(1, 2).reshape(G, R, W, K)
     # topic side: the window's topic counts of documents 0..j (inclusive cumulative sum)
     oh = torch.nn.functional.one_hot(zw, K).to(torch.float64) * mw.unsqueeze(-1)  # (G, S, W, K)
-    den = counts.sum(-1).unsqueeze(1) - oh.sum(2).cumsum(1) + V * beta  # (G, S, K)
+    den = counts.sum(-1).unsqueeze(1) - oh.sum(2).cumsum(1)[:, first:] + V * beta  # (G, R, K)
     return (num - mine + beta).log() - den.log().unsqueeze(2)
 
 

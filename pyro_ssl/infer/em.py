@@ -381,7 +381,7 @@ class StochasticEM:
         paths to one summed buffer), so every rank takes the same decisions and keeps the same
         counts and group paths (``paths_now``, updated in place): the chain of one process.
 
-        ``words``, ``paths_now`` ``(Bg, Tg)``: :meth:`_group`'s; ``slot``: the rows of the
+        ``words``, ``paths_now`` ``(Bg, Tg)``: :meth:`_group`'s; ``slot``: the (contiguous) rows of the
         documents this rank sweeps, whose lengths are ``n``.
         """
         beta = self.model.beta
@@ -389,8 +389,8 @@ class StochasticEM:
         pos = torch.arange(Tg, device=self.device)
         gmask = pos.unsqueeze(0) < self.global_lengths[gidx].to(self.device).unsqueeze(-1)
 
-        def tables(s, e):  # (Bg, e - s, K) float64, from the counts and paths as they are now
-            return visit_order_log_emission(self.counts, words[None], paths_now[None], gmask[None], s, e, beta)[0]
+        def tables(s, e, docs=None):  # (Bg, e - s, K) float64 (docs: only those), from the counts and paths now
+            return visit_order_log_emission(self.counts, words[None], paths_now[None], gmask[None], s, e, beta, docs)[0]
 
         def accept(i, rows, current, proposed, log_ratio):
             # One summed buffer: both paths, the lengths, and the kernel's log ratios as their
@@ -417,7 +417,8 @@ class StochasticEM:
 
         if self.estep.kernel == "blocked":  # the sweep puts its block tables' ratio in the log ratio
             log_q = None
-            return None, accept, lambda rows, s, e, current: tables(s, e)[slot[rows]]
+            first = int(slot[0]) if len(slot) else 0  # slot: this rank's contiguous share of the group
+            return None, accept, lambda rows, s, e, current: tables(s, e, (first, first + len(slot)))[slot[rows] - first]
         log_q = tables(0, Tg)[None]  # (1, Bg, Tg, K)
         return log_q[0, slot].to(self.model.prior.dtype), accept, None
 
