@@ -288,7 +288,8 @@ class LearningConfig:
     eval_particles: int = _opt(1000, "particle-filter particles when scoring (score, completion, token_log_probs)")
     eval_workers: int = _opt(1, "processes scoring documents with the particle filter (score, perplexity, "
                              "completion, token_log_probs, validation during fit), each an even share on one thread; "
-                             "the same estimates as 1; CPU models only; each scoring call starts them (about 2 s)")
+                             "the same estimates as 1; CPU models only; each scoring call starts them (about 2 s), "
+                             "except during fit, which keeps them for its validation scores")
     patience: int = _opt(0, "early stopping: stop after this many validation evaluations without improvement and "
                          "restore the best epoch's state; the warm-up's epochs are not watched (0: never stop early; needs a "
                          "validation set)")

@@ -34,6 +34,7 @@ from .infer.reduce import LOCAL
 from .infer.stopping import EarlyStopping
 from .infer.svi import SVIConfig, train_svi
 from .model import TopicalSSL, length_mask, log_joint
+from .runtime import kept_processes
 from .smc.blocked import blocked_csmc_sweep
 from .smc.csmc import csmc_sweep, particle_filter
 from .smc.resampling import conditional_schemes, get_resampler, inverse_cdf
@@ -351,17 +352,21 @@ class SSL(LanguageModel):
         on_epoch = self._epoch_hook(eval_data, eval_every, eval_particles, callback)
         if method == "svi" and patience:
             raise ValueError("early stopping (patience > 0) is implemented for method='pg'")
-        if method == "svi":
-            return self._fit_svi(tokens, lengths, epochs, progress, on_epoch, svi_settings)
-        if self._em is None:
-            shard = TokenShard(tokens.to(self.device), lengths.to(self.device), V=self.V)
-            initial = None
-            if self.config.learning.init == "hmm" and not (resume and checkpoint_dir is not None):
-                initial = self._hmm_paths(tokens, lengths)
-            self._em = StochasticEM(self.model, shard, self.config, initial_paths=initial)
-        stopper = EarlyStopping(patience, self.config.learning.min_delta) if patience else None
-        return self._train(self._em, epochs, on_epoch=on_epoch, progress=progress,
-                           checkpoint_dir=checkpoint_dir, resume=resume, stopper=stopper)
+        # The validation scores' processes (eval_workers) start once, in the background, and
+        # serve every epoch's score, instead of starting per score (about 2 s each).
+        scorers = self.config.learning.eval_workers if eval_data is not None and self.device.type == "cpu" else 1
+        with kept_processes(scorers):
+            if method == "svi":
+                return self._fit_svi(tokens, lengths, epochs, progress, on_epoch, svi_settings)
+            if self._em is None:
+                shard = TokenShard(tokens.to(self.device), lengths.to(self.device), V=self.V)
+                initial = None
+                if self.config.learning.init == "hmm" and not (resume and checkpoint_dir is not None):
+                    initial = self._hmm_paths(tokens, lengths)
+                self._em = StochasticEM(self.model, shard, self.config, initial_paths=initial)
+            stopper = EarlyStopping(patience, self.config.learning.min_delta) if patience else None
+            return self._train(self._em, epochs, on_epoch=on_epoch, progress=progress,
+                               checkpoint_dir=checkpoint_dir, resume=resume, stopper=stopper)
 
     def _hmm_paths(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Start paths ``(D, T)`` sampled from an HMM fitted by EM (``init="hmm"``, one process)."""

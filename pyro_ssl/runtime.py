@@ -12,7 +12,9 @@ returns, so code around the package keeps whatever it chose.
 
 :func:`run_shares` is the processes' half for work whose rows are independent (scoring
 documents with the particle filter): each of ``N`` spawned processes computes one share of
-the rows on one thread and the results come back in row order.
+the rows on one thread and the results come back in row order. Starting processes costs about
+two seconds (each imports torch), so inside :func:`kept_processes` the same processes serve
+every call (a fit keeps them for its validation scores).
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import io
 import os
 import tempfile
+import traceback
 
 import torch
 import torch.multiprocessing as mp
 
 from .config import DEFAULT_THREADS
 
-__all__ = ["set_threads", "get_threads", "intra_op_threads", "hot_loop", "no_autograd", "run_shares"]
+__all__ = ["set_threads", "get_threads", "intra_op_threads", "hot_loop", "no_autograd", "run_shares",
+           "kept_processes"]
 
 _threads: int | None = DEFAULT_THREADS
 
@@ -121,10 +126,124 @@ def run_shares(fn, args: tuple, bounds: list[tuple[int, int]]) -> list:
 
     ``fn`` must be a module-level function (the processes import it) and its results tensors or
     plain containers of them. Starting the processes costs about two seconds here (each imports
-    torch); a script that calls this needs the usual ``if __name__ == "__main__":`` guard. An
-    exception in a process is raised here with that process's traceback.
+    torch), unless :func:`kept_processes` holds enough of them already; a script that calls this
+    needs the usual ``if __name__ == "__main__":`` guard. An exception in a process is raised
+    here with that process's traceback.
     """
+    if _kept is not None and len(bounds) <= len(_kept.conns):
+        return _kept.run(fn, args, bounds)
     with tempfile.TemporaryDirectory(prefix="pyro_ssl_shares_") as tmp:
         mp.spawn(_share_worker, args=(fn, args, list(bounds), tmp), nprocs=len(bounds), join=True)
         return [torch.load(os.path.join(tmp, f"{r}.pt"), map_location="cpu", weights_only=True)
                 for r in range(len(bounds))]
+
+
+# ---------------------------------------------------------------------------- kept processes
+def _dumps(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _kept_worker(conn) -> None:
+    """Serve ``(fn, args, lo, hi)`` jobs until told to stop (``None``) or the parent goes away."""
+    torch.set_num_threads(1)  # processes are the cores: one thread each, none spinning
+    while True:
+        try:
+            job = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        fn, args, lo, hi = torch.load(io.BytesIO(job), weights_only=False)  # from our own parent
+        if fn is None:
+            return
+        try:
+            reply = ("ok", fn(*args, lo, hi))
+        except BaseException:  # noqa: B036 - reported to the parent, which raises it
+            reply = ("error", traceback.format_exc())
+        conn.send_bytes(_dumps(reply))
+
+
+class _KeptProcesses:
+    """``n`` spawned processes, each waiting for jobs on its end of a pipe (:func:`kept_processes`)."""
+
+    def __init__(self, n: int):
+        ctx = mp.get_context("spawn")
+        self.conns, self.procs = [], []
+        try:
+            for r in range(n):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_kept_worker, args=(child,), daemon=True, name=f"pyro_ssl-share-{r}")
+                proc.start()
+                child.close()
+                self.conns.append(parent)
+                self.procs.append(proc)
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, fn, args: tuple, bounds) -> list:
+        sent = []
+        for conn, (lo, hi) in zip(self.conns, bounds):
+            try:
+                conn.send_bytes(_dumps((fn, args, lo, hi)))
+                sent.append(True)
+            except OSError:  # the process has gone
+                sent.append(False)
+        # Every reply is read before anything is raised, so no stale reply is left in a pipe.
+        replies = []
+        for r, conn in enumerate(self.conns[: len(bounds)]):
+            try:
+                if not sent[r]:
+                    raise EOFError
+                replies.append(torch.load(io.BytesIO(conn.recv_bytes()), weights_only=False))
+            except (EOFError, OSError):
+                self.procs[r].join(timeout=1)
+                replies.append(("died", f"process {r} ended (exit code {self.procs[r].exitcode})"))
+        failed = [(r, text) for r, (status, text) in enumerate(replies) if status != "ok"]
+        if failed:
+            if any(status == "died" for status, _ in replies):
+                self.close()  # a lost process: the others cannot cover its share
+            r, text = failed[0]
+            raise RuntimeError(f"share {r} failed in its process:\n{text}")
+        return [value for _, value in replies]
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send_bytes(_dumps((None, None, None, None)))
+            except (OSError, ValueError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        for conn in self.conns:
+            conn.close()
+        self.conns, self.procs = [], []
+
+
+_kept: _KeptProcesses | None = None
+
+
+@contextlib.contextmanager
+def kept_processes(workers: int):
+    """Inside, :func:`run_shares` of up to ``workers`` shares (so ``workers=N`` scoring) reuses
+    the same ``workers`` processes, started once here, instead of starting new ones per call.
+
+    They start in the background (each imports torch, about two seconds) and wait on a pipe,
+    using no CPU between calls; each holds an interpreter with torch loaded (a few hundred MB).
+    ``workers <= 1`` starts nothing; inside another ``kept_processes`` the outer processes serve.
+    ``fit`` keeps them for its validation scores when ``eval_workers > 1``.
+    """
+    global _kept
+    if int(workers) <= 1 or _kept is not None:
+        yield
+        return
+    kept = _KeptProcesses(int(workers))
+    _kept = kept
+    try:
+        yield
+    finally:
+        _kept = None
+        kept.close()

@@ -52,3 +52,10 @@ def share_or_fail(scale, lo, hi):
     if lo == 3:
         raise ValueError(f"share starting at {lo} refused")
     return torch.arange(lo, hi) * scale
+
+
+def share_pid(lo, hi):
+    """A share reporting which process computed it: ``[pid, lo, hi]``."""
+    import os
+
+    return torch.tensor([os.getpid(), lo, hi])

@@ -122,3 +122,57 @@ def test_run_shares_returns_the_shares_in_order_and_raises_a_share_error():
     with pytest.raises(Exception, match="share starting at 3 refused"):
         run_shares(share_or_fail, (2,), [(0, 3), (3, 5)])
 
+
+def test_kept_processes_serve_every_call_and_report_a_share_error():
+    """Inside ``kept_processes`` the same processes compute every ``run_shares`` call (so the
+    start-up is paid once); a share's error is raised and the processes stay usable (every
+    reply is read first); outside, each call starts its own processes. Planted: replies left
+    unread after an error make the next call return the failed call's shares."""
+    import pyro_ssl.runtime as runtime
+    from pyro_ssl.runtime import kept_processes, run_shares
+
+    from helpers import share_or_fail, share_pid
+
+    with kept_processes(2):
+        kept = [p.pid for p in runtime._kept.procs]
+        first = run_shares(share_pid, (), [(0, 2), (2, 5)])
+        assert [t[0].item() for t in first] == kept and [t[1:].tolist() for t in first] == [[0, 2], [2, 5]]
+        with pytest.raises(RuntimeError, match="share starting at 3 refused"):
+            run_shares(share_or_fail, (2,), [(3, 4), (0, 3)])
+        assert [t.tolist() for t in run_shares(share_or_fail, (3,), [(0, 2), (4, 5)])] == [[0, 3], [12]]
+        assert [t[0].item() for t in run_shares(share_pid, (), [(7, 8)])] == kept[:1]
+    assert runtime._kept is None
+    fresh = run_shares(share_pid, (), [(0, 1), (1, 2)])
+    assert not {t[0].item() for t in fresh} & set(kept)
+    # A process that dies is reported, not waited for; later calls start processes of their own.
+    with kept_processes(2):
+        runtime._kept.procs[1].kill()
+        runtime._kept.procs[1].join()
+        with pytest.raises(RuntimeError, match="process 1 ended"):
+            run_shares(share_pid, (), [(0, 1), (1, 2)])
+        assert [t[1:].tolist() for t in run_shares(share_pid, (), [(0, 1), (1, 2)])] == [[0, 1], [1, 2]]
+
+
+def test_fit_keeps_its_scoring_processes_for_every_validation_score():
+    """``eval_workers=2`` in a one-process fit: every epoch's validation score comes from the
+    same two processes, started once, and equals one process's (keyed rows)."""
+    import pyro_ssl.runtime as runtime
+    from pyro_ssl import SSL
+
+    from helpers import simulated_corpus
+
+    seen = []
+
+    def record(ssl, entry):
+        seen.append(tuple(p.pid for p in runtime._kept.procs) if runtime._kept is not None else None)
+
+    settings = dict(K=3, hidden_size=8, num_particles=4, seed=0, epochs=3, dtype=torch.float64)
+    docs = simulated_corpus(D=20, T=15)
+    train, valid = docs[:16], docs[16:]
+    one = SSL(**settings).fit(train, vocab_size=12, eval_data=valid, eval_particles=8, progress=False)
+    two = SSL(eval_workers=2, **settings).fit(train, vocab_size=12, eval_data=valid, eval_particles=8,
+                                              progress=False, callback=record)
+    assert len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1 and len(seen[0]) == 2
+    assert runtime._kept is None  # stopped with the fit
+    a, b = [e["heldout_log_lik"] for e in one.history], [e["heldout_log_lik"] for e in two.history]
+    assert b == pytest.approx(a, rel=1e-10)
