@@ -36,6 +36,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,9 @@ from _common import (  # noqa: E402
     timeit,
 )
 
+from pyro_ssl.evaluation import seeds_log_increments  # noqa: E402
 from pyro_ssl.infer.mstep import PriorMStep  # noqa: E402
+from pyro_ssl.runtime import kept_processes  # noqa: E402
 from pyro_ssl.model import LSTMPrior, TopicalSSL  # noqa: E402
 from pyro_ssl.smc.csmc import csmc_sweep, particle_filter  # noqa: E402
 
@@ -192,6 +195,17 @@ def run(threads: int, args) -> dict:
         for diag in (False, True):
             out[f"sweep lag={lag} diagnostics={diag}"] = timeit(sweep(lag, diag), R)
     out["particle filter pass"] = timeit(lambda: particle_filter(prior, log_phi, tokens, lengths, P, generator=gen), R)
+    if args.processes > 1 and threads == 1:
+        # Both cores, as the evaluator uses them: the keyed filter (each document its own stream)
+        # in one process, and split over processes kept across calls (kept_processes; their
+        # start-up is timed apart, once). Wall time only: the work runs in the other processes.
+        keyed = lambda workers: seeds_log_increments(prior, log_phi, tokens, lengths, P, (0,), workers=workers)  # noqa: E731
+        out["keyed filter pass, 1 process"] = timeit(lambda: keyed(1), R)
+        t0 = time.perf_counter()
+        with kept_processes(args.processes):
+            keyed(args.processes)  # the first call waits for the processes to start
+            out["kept processes' start-up and first pass"] = time.perf_counter() - t0
+            out[f"keyed filter pass, {args.processes} kept processes"] = timeit(lambda: keyed(args.processes), R)
 
     mstep = PriorMStep(prior)
     paths = torch.randint(K, (D, T))
@@ -265,6 +279,16 @@ def report(results: list[dict], args) -> str:
              "SMCFilter / filter (CPU)", "load before", "load after"),
         )
     )
+    for r in results:
+        kept = [k for k in r if k.startswith("keyed filter pass, ") and k.endswith("kept processes")]
+        if kept and "SMCFilter pass (extrapolated)" in r:
+            sm, one, many = r["SMCFilter pass (extrapolated)"], r["keyed filter pass, 1 process"], r[kept[0]]
+            start = r["kept processes' start-up and first pass"]
+            lines.append(
+                f"both cores, the evaluator's keyed filter (wall): 1 process {one.wall:.3f} s = "
+                f"{sm.wall / one.wall:.0f}x SMCFilter; {kept[0][len('keyed filter pass, '):]} {many.wall:.3f} s = "
+                f"{sm.wall / many.wall:.0f}x SMCFilter ({one.wall / many.wall:.2f}x one process); the processes' "
+                f"start-up with their first pass, once: {start:.2f} s")
     lines.append("")
     lines.append(
         f"Loop baseline: {args.loop_docs} documents timed, x{SEED_SIZE['D'] / args.loop_docs:g}; "
@@ -298,6 +322,8 @@ def main(argv=None):
     p.add_argument("--loop-docs", type=int, default=10, help="documents timed for the plain loop")
     p.add_argument("--smcfilter-docs", type=int, default=2, help="documents timed for SMCFilter")
     p.add_argument("--no-smcfilter", action="store_true")
+    p.add_argument("--processes", type=int, default=2,
+                   help="also time the evaluator's keyed filter pass on this many kept processes (1: not)")
     p.add_argument("--quick", action="store_true", help="threads 1, 3 repeats, fewer baseline documents")
     p.add_argument("--json", help="also write the figures here")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -320,7 +346,8 @@ def main(argv=None):
         if passive:
             env["OMP_WAIT_POLICY"] = "PASSIVE"
         cmd = [sys.executable, os.path.abspath(__file__), "--child", f"{label}:{n}", "--repeats", str(args.repeats),
-               "--loop-docs", str(args.loop_docs), "--smcfilter-docs", str(args.smcfilter_docs)]
+               "--loop-docs", str(args.loop_docs), "--smcfilter-docs", str(args.smcfilter_docs),
+               "--processes", str(args.processes)]
         if args.no_smcfilter:
             cmd.append("--no-smcfilter")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
