@@ -114,7 +114,7 @@ def child(argv=None) -> int:
 
     torch.set_num_threads(1)
     import pyro_ssl
-    from pyro_ssl.distributed import fit_distributed
+    from pyro_ssl.distributed import fit_distributed, leave_worker
 
     _install_kill(args.kill)
     docs = corpus_docs()
@@ -133,6 +133,8 @@ def child(argv=None) -> int:
             dist.destroy_process_group()
     if args.rank == 0:
         torch.save(summary, args.out)
+    if args.world > 1:
+        leave_worker()  # no interpreter teardown after gloo (pyro_ssl.distributed.leave_worker)
     return 0
 
 

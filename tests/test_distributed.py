@@ -151,10 +151,14 @@ def _summary(fit):
 
 
 def _worker(rank, world_size, init_method, data_dir, ckpt_dir, out_dir, extra):
+    import faulthandler
+
     import torch.distributed as dist
 
+    faulthandler.enable(all_threads=True)  # a crash in a worker prints where every thread was
+
     from pyro_ssl.data.ondisk import OnDiskCorpus
-    from pyro_ssl.distributed import fit_distributed
+    from pyro_ssl.distributed import fit_distributed, leave_worker
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
@@ -168,8 +172,10 @@ def _worker(rank, world_size, init_method, data_dir, ckpt_dir, out_dir, extra):
         torch.save({"straight": _summary(straight), "resumed": _summary(resumed),
                     "local_docs": len(straight.em.local_lengths)},
                    os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # every rank past its last collective before any tears its group down
     finally:
         dist.destroy_process_group()
+    leave_worker()
 
 
 def _free_port() -> int:
