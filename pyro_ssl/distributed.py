@@ -435,10 +435,11 @@ def _local_worker(rank: int, workers: int, init_method: str, data_dir: str, out:
 def leave_worker() -> None:
     """End a worker process at once (``os._exit(0)``), without the interpreter's teardown.
 
-    For a process whose results are written and whose process group is destroyed. A worker that
-    returned normally sometimes aborted in that teardown (SIGABRT, "terminate called without an
-    active exception"; 2 of 5 runs of the test suite on 2026-12-04, each time after the worker
-    had written its results), and its launcher then reported the whole run as failed.
+    For a process whose results are written and whose process group is destroyed. A gloo worker
+    of the test suite sometimes aborted after writing its results (SIGABRT, "terminate called
+    without an active exception"; 2 of 5 suite runs on 2026-12-04), while destroying its group
+    or in the interpreter's teardown (which was not established), and its launcher then reported
+    the whole run as failed. Leaving at once removes the second of these.
     """
     sys.stdout.flush()
     sys.stderr.flush()
