@@ -437,7 +437,7 @@ def leave_worker() -> None:
 
     For a process whose results are written and whose process group is destroyed. A gloo worker
     of the test suite sometimes aborted after writing its results (SIGABRT, "terminate called
-    without an active exception"; 2 of 5 suite runs on 2026-12-04), while destroying its group
+    without an active exception"; 2 of 4 suite runs on 2026-12-04/05), while destroying its group
     or in the interpreter's teardown (which was not established), and its launcher then reported
     the whole run as failed. Leaving at once removes the second of these.
     """
