@@ -23,8 +23,6 @@ import contextlib
 import dataclasses
 import functools
 import io
-import os
-import tempfile
 import traceback
 
 import torch
@@ -115,27 +113,22 @@ def _ordinary(obj):
     return obj
 
 
-def _share_worker(rank: int, fn, args: tuple, bounds: list, out_dir: str) -> None:
-    torch.set_num_threads(1)  # processes are the cores: one thread each, none spinning
-    lo, hi = bounds[rank]
-    torch.save(fn(*args, lo, hi), os.path.join(out_dir, f"{rank}.pt"))
-
-
 def run_shares(fn, args: tuple, bounds: list[tuple[int, int]]) -> list:
     """``[fn(*args, lo, hi) for (lo, hi) in bounds]``, each in its own spawned process.
 
     ``fn`` must be a module-level function (the processes import it) and its results tensors or
     plain containers of them. Starting the processes costs about two seconds here (each imports
-    torch), unless :func:`kept_processes` holds enough of them already; a script that calls this
-    needs the usual ``if __name__ == "__main__":`` guard. An exception in a process is raised
-    here with that process's traceback.
+    torch), unless :func:`kept_processes` holds enough of them already; then those serve the
+    call. A script that calls this needs the usual ``if __name__ == "__main__":`` guard. An
+    exception in a process is raised here with that process's traceback.
     """
     if _kept is not None and len(bounds) <= len(_kept.conns):
         return _kept.run(fn, args, bounds)
-    with tempfile.TemporaryDirectory(prefix="pyro_ssl_shares_") as tmp:
-        mp.spawn(_share_worker, args=(fn, args, list(bounds), tmp), nprocs=len(bounds), join=True)
-        return [torch.load(os.path.join(tmp, f"{r}.pt"), map_location="cpu", weights_only=True)
-                for r in range(len(bounds))]
+    procs = _KeptProcesses(len(bounds))
+    try:
+        return procs.run(fn, args, bounds)
+    finally:
+        procs.close()
 
 
 # ---------------------------------------------------------------------------- kept processes
