@@ -44,12 +44,16 @@ FUNCTIONS = [
 def profiled_worker(rank, *args):
     """``fit_workers``' process entry under cProfile (the spawned process imports this module)."""
     prof = cProfile.Profile()
-    prof.enable()
-    try:
-        distributed._local_worker(rank, *args)
-    finally:
+    leave = distributed.leave_worker
+
+    def dump_then_leave():  # the worker ends with os._exit, so no ``finally`` of ours would run
         prof.disable()
         prof.dump_stats(os.path.join(os.environ["PYRO_SSL_PROFILE_DIR"], f"rank{rank}.prof"))
+        leave()
+
+    distributed.leave_worker = dump_then_leave
+    prof.enable()
+    distributed._local_worker(rank, *args)
 
 
 def _cumulative(path: str) -> dict:
