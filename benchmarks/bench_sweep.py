@@ -9,6 +9,11 @@ thread count (``torch.set_num_threads``):
 * one ``PriorMStep.step`` on 200 x 100 paths;
 * one ``StochasticEM.run_epoch`` (``batch_size=200``, ``mstep_iters=1``);
 
+the floor of a filter pass: the library kernels every pass of this model runs (the two matrix
+products, the LSTM's sigmoids, the proposal's exps) timed alone at the pass's shapes, whose sum
+bounds any implementation's pass on this core from below (``--fused`` also times the LSTM's
+elementwise part compiled by ``torch.compile``, which needs a C++ compiler);
+
 and, in the same run, two baselines of the same algorithm:
 
 (a) a plain per-document Python loop (vectorised over particles only), timed on a subset of
@@ -21,6 +26,7 @@ Usage::
 
     python benchmarks/bench_sweep.py                 # threads 1, 2, 2 passive: about 5 minutes
     python benchmarks/bench_sweep.py --quick         # fewer repeats, threads 1 only
+    python benchmarks/bench_sweep.py --threads 1 --smcfilter-docs 4 --fused   # the floor against SMCFilter
 
 Each thread configuration runs in its own process; ``2p`` sets ``OMP_WAIT_POLICY=PASSIVE``
 (OpenMP threads sleep instead of spinning while they wait), which is what keeps two threads
@@ -170,6 +176,65 @@ def smcfilter_document(prior, log_phi, x, P: int) -> None:
         smc.step(x[t])
 
 
+# ----------------------------------------------------------------------------- the floor
+def lstm_elementwise(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM step's elementwise part as ``LSTMPrior.step`` computes it (the g block pre-doubled).
+
+    ``gates`` ``(N, 4H)`` after the recurrent product and the input rows, ``c`` ``(N, H)``; returns
+    ``(h, c)``, each ``(N, H)``. Out of place, so it can be compiled and timed repeatedly.
+    """
+    i, f, g2, o = gates.sigmoid().chunk(4, dim=-1)
+    c = torch.addcmul(f * c, i, g2 * 2.0 - 1.0)
+    return ((c * 2.0).sigmoid() * 2.0 - 1.0) * o, c
+
+
+def _repeat(fn, n: int) -> None:
+    """``fn()`` ``n`` times, its results dropped at once (kept, they would cost fresh memory each call)."""
+    for _ in range(n):
+        fn()
+
+
+def floor_kernels(prior: LSTMPrior, N: int, T: int, repeats: int, fused: bool) -> dict:
+    """The library kernels that every filter pass of this model runs, at the pass's shapes, ``T`` times.
+
+    Per step and particle row (``N`` rows): the recurrent product ``(N, H) x (H, 4H)``, the output
+    layer ``(N, H) x (H, K)``, five sigmoids per hidden unit (the four gates, and ``tanh(c)`` as
+    ``2 sigmoid(2 c) - 1``) and the proposal's ``K`` exps. Timed alone (no gathers, sampling or
+    resampling, no other elementwise work), their sum bounds a pass from below on this core
+    whatever is fused around them. ``fused`` also times :func:`lstm_elementwise` eager and compiled
+    by ``torch.compile`` (inductor, static shapes; needs a C++ compiler).
+    """
+    H, K = prior.hidden_size, prior.K
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(N, H, generator=g)
+    w_hh, w_out = torch.randn(H, 4 * H, generator=g) * 0.1, torch.randn(H, K, generator=g) * 0.1
+    b_out = torch.zeros(K)
+    gates, logits = torch.randn(N, 4 * H, generator=g), torch.randn(N, K, generator=g)
+    gates_out, c, c_out, e_out = torch.empty(N, 4 * H), torch.randn(N, H, generator=g), torch.empty(N, H), torch.empty(N, K)
+    kernels = {
+        "recurrent GEMM": lambda: torch.mm(h, w_hh, out=gates_out),
+        "output GEMM": lambda: torch.addmm(b_out, h, w_out, out=e_out),
+        "sigmoids (5 H per row)": lambda: (torch.sigmoid(gates, out=gates_out), torch.sigmoid(c, out=c_out)),
+        "exps (K per row)": lambda: torch.exp(logits, out=e_out),
+    }
+    out = {}
+    with torch.inference_mode():
+        for name, fn in kernels.items():
+            out[f"floor: {name}"] = timeit(lambda fn=fn: _repeat(fn, T), repeats)
+        if fused:
+            out["fused: LSTM elementwise, eager"] = timeit(lambda: _repeat(lambda: lstm_elementwise(gates, c), T), repeats)
+            try:
+                compiled = torch.compile(lstm_elementwise, dynamic=False)
+                t0 = time.perf_counter()
+                compiled(gates, c)
+                out["fused: compile seconds"] = time.perf_counter() - t0
+                out["fused: LSTM elementwise, torch.compile"] = timeit(lambda: _repeat(lambda: compiled(gates, c), T),
+                                                                        repeats)
+            except Exception as e:  # no C++ compiler, or inductor unavailable: say so
+                out["fused: not available"] = f"{type(e).__name__}: {str(e)[:200]}"
+    return out
+
+
 # ----------------------------------------------------------------------------- main
 def run(threads: int, args) -> dict:
     torch.set_num_threads(threads)
@@ -206,6 +271,8 @@ def run(threads: int, args) -> dict:
             keyed(args.processes)  # the first call waits for the processes to start
             out["kept processes' start-up and first pass"] = time.perf_counter() - t0
             out[f"keyed filter pass, {args.processes} kept processes"] = timeit(lambda: keyed(args.processes), R)
+
+    out.update(floor_kernels(prior, D * P, T, R, args.fused))
 
     mstep = PriorMStep(prior)
     paths = torch.randint(K, (D, T))
@@ -289,6 +356,27 @@ def report(results: list[dict], args) -> str:
                 f"{sm.wall / one.wall:.0f}x SMCFilter; {kept[0][len('keyed filter pass, '):]} {many.wall:.3f} s = "
                 f"{sm.wall / many.wall:.0f}x SMCFilter ({one.wall / many.wall:.2f}x one process); the processes' "
                 f"start-up with their first pass, once: {start:.2f} s")
+    for r in results:
+        if "SMCFilter pass (extrapolated)" not in r:
+            continue
+        sm, pf = r["SMCFilter pass (extrapolated)"].wall, r["particle filter pass"].wall
+        floor = {k[len("floor: "):]: v.wall for k, v in r.items() if k.startswith("floor: ")}
+        total = sum(floor.values())
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in floor.items())
+        lines.append(
+            f"floor, {r['threads']} thread(s) (wall s per pass, each kernel alone): {parts}; sum {total:.3f} s. "
+            f"Ceiling against SMCFilter: {sm / total:.0f}x on one core, {2 * sm / total:.0f}x on two cores split "
+            f"perfectly; the filter pass measured {pf:.3f} s = {sm / pf:.0f}x")
+        if "fused: LSTM elementwise, eager" in r:
+            eager = r["fused: LSTM elementwise, eager"].wall
+            if "fused: LSTM elementwise, torch.compile" in r:
+                comp = r["fused: LSTM elementwise, torch.compile"].wall
+                lines.append(
+                    f"fused LSTM elementwise part per pass: eager {eager:.3f} s, torch.compile (inductor, static "
+                    f"shapes) {comp:.3f} s = {eager / comp:.2f}x; compiling took {r['fused: compile seconds']:.1f} s")
+            else:
+                lines.append(f"fused LSTM elementwise part: eager {eager:.3f} s; compiled not available "
+                             f"({r.get('fused: not available')})")
     lines.append("")
     lines.append(
         f"Loop baseline: {args.loop_docs} documents timed, x{SEED_SIZE['D'] / args.loop_docs:g}; "
@@ -324,6 +412,8 @@ def main(argv=None):
     p.add_argument("--no-smcfilter", action="store_true")
     p.add_argument("--processes", type=int, default=2,
                    help="also time the evaluator's keyed filter pass on this many kept processes (1: not)")
+    p.add_argument("--fused", action="store_true",
+                   help="also time the LSTM step's elementwise part compiled by torch.compile (needs a C++ compiler)")
     p.add_argument("--quick", action="store_true", help="threads 1, 3 repeats, fewer baseline documents")
     p.add_argument("--json", help="also write the figures here")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -350,6 +440,8 @@ def main(argv=None):
                "--processes", str(args.processes)]
         if args.no_smcfilter:
             cmd.append("--no-smcfilter")
+        if args.fused:
+            cmd.append("--fused")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
