@@ -9,6 +9,9 @@ Usage::
 
     python benchmarks/profile_epoch.py [--rows 20] [--threads 1] [--quick]   # --quick: the operator table only
     OMP_NUM_THREADS=1 python benchmarks/profile_epoch.py --config exact --rows 40
+
+Also prints the epoch's arithmetic floor: the self time of the matrix products, oneDNN's LSTM
+layers, sigmoids and exps (:data:`ARITHMETIC`), split into E-step, M-step and the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +29,47 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import SEED_ALGORITHM, SEED_SIZE, em_config, machine_line, stochastic_em, synthetic_corpus  # noqa: E402
 
 from pyro_ssl.model import TopicalSSL  # noqa: E402
+
+
+ARITHMETIC = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward",
+              "aten::sigmoid", "aten::sigmoid_", "aten::exp", "aten::exp_")
+"""The operators whose work no implementation of the same algorithm skips: the matrix products
+(the LSTM steps and output layers), oneDNN's LSTM layers forward and back, and the sigmoids and exps
+(gates, proposals). Their self time is a floor for the epoch on this core: everything else (gathers,
+sampling, bookkeeping, the other elementwise work) could at best cost nothing."""
+
+PHASES = (("_collapsed_estep", "E-step"), ("_estep", "E-step"), ("_mstep_minibatch", "M-step"))
+
+
+def label_phases(em) -> None:
+    """Run ``em``'s E-step and M-step methods under ``torch.profiler.record_function`` labels."""
+    from torch.profiler import record_function
+
+    def labelled(fn, name):
+        def run(*args, **kwargs):
+            with record_function(name):
+                return fn(*args, **kwargs)
+        return run
+
+    for method, name in PHASES:
+        setattr(em, method, labelled(getattr(em, method), name))
+
+
+def arithmetic_floor(events) -> dict:
+    """Self CPU seconds of the :data:`ARITHMETIC` operators, by phase (``E-step``, ``M-step``, ``other``)."""
+    labels = {name for _, name in PHASES}
+    out = {"E-step": 0.0, "M-step": 0.0, "other": 0.0}
+    for ev in events:
+        if ev.name not in ARITHMETIC:
+            continue
+        phase, parent = "other", ev.cpu_parent
+        while parent is not None:
+            if parent.name in labels:
+                phase = parent.name
+                break
+            parent = parent.cpu_parent
+        out[phase] += ev.self_cpu_time_total / 1e6
+    return out
 
 
 def main(argv=None):
@@ -54,11 +98,16 @@ def main(argv=None):
     print(machine_line(args.threads))
     from torch.profiler import ProfilerActivity, profile
 
+    label_phases(em)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         entry = em.run_epoch()
     print(f"epoch under the profiler: {entry['seconds']:.3f} s (E-step {entry['estep_seconds']:.3f}, "
           f"M-step {entry['mstep_seconds']:.3f})")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    floor = arithmetic_floor(prof.events())
+    print("arithmetic kernels (" + ", ".join(ARITHMETIC) + "), self CPU seconds: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in floor.items()) + f"; all {sum(floor.values()):.3f} of the "
+          f"epoch's {entry['seconds']:.3f} s under the profiler")
     if args.quick:
         return
     pr = cProfile.Profile()
