@@ -12,7 +12,7 @@ thread count (``torch.set_num_threads``):
 the floor of a filter pass: the library kernels every pass of this model runs (the two matrix
 products, the LSTM's sigmoids, the proposal's exps) timed alone at the pass's shapes, whose sum
 bounds a pass built on these kernels from below on this core, and the two products apart (they
-run near the core's peak; a hand-written sigmoid might beat torch's); ``--fused`` also times the
+run at about 100 GFLOP/s here; a hand-written sigmoid might beat torch's); ``--fused`` also times the
 LSTM's elementwise part compiled by ``torch.compile``, which needs a C++ compiler;
 
 and, in the same run, two baselines of the same algorithm:
